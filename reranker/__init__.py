@@ -1,0 +1,1 @@
+"""Multimodal reranker service with hot model updates."""

@@ -1,0 +1,69 @@
+"""The Reranker protocol every backend implements, and what a loaded model reports."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+from reranker.content import Pair
+
+DEFAULT_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is and where it lives."""
+
+    id: str  # version id: the directory name unless the manifest names it
+    name: str  # human-readable model name, e.g. "Qwen3-VL-Reranker-2B" or "mini"
+    version: str
+    backend: str  # "qwen3-vl" | "mini"
+    dtype: str  # e.g. "bfloat16", "float32"
+    device: str  # e.g. "cpu", "cuda:0", or "cuda:0,cuda:1" for a device map
+    bytes_in_memory: int
+    path: str
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Scores (query, document) pairs. Thread-safety: callers serialise calls to score()."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def score(self, pairs: Sequence[Pair]) -> list[float]:
+        """Relevance scores in [0, 1], one per pair, in the order given."""
+        ...
+
+    def close(self) -> None:
+        """Release the model's memory. The object is unusable afterwards."""
+        ...
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and in what precision a backend should load: one step of the fallback chain."""
+
+    device: str  # "cpu", "cuda:0", or "auto" with a device_map
+    dtype: str  # "bfloat16" | "float16" | "float32"
+    device_map: dict[str, str | int] | None = None
+
+
+class Backend(Protocol):
+    """A backend module's loader. Registered by name in reranker.models.registry."""
+
+    name: str
+
+    def matches(self, path: Path) -> bool:
+        """True when the directory holds a model of this backend."""
+        ...
+
+    def estimate_bytes(self, path: Path, dtype: str) -> int:
+        """Memory the weights will take once loaded in dtype (from file headers, no loading)."""
+        ...
+
+    def supported_dtypes(self, device: str) -> list[str]:
+        """Precisions worth trying on that device, best first."""
+        ...
+
+    def load(self, path: Path, placement: Placement, model_id: str) -> Reranker: ...
