@@ -46,6 +46,7 @@ class Settings:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     webhook_url: str | None = None
     request_log_rows: int = 100_000
+    request_log_days: float = 30.0
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
 

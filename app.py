@@ -1,0 +1,60 @@
+"""Wiring only: settings -> service -> one FastAPI app (Gradio UI + REST + /metrics) -> uvicorn."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from reranker.errors import RerankerError  # noqa: E402
+from reranker.settings import Settings, settings_from  # noqa: E402
+
+
+def build_app(settings: Settings, admin_token: str):  # -> (FastAPI, RerankService)
+    import gradio as gr
+
+    from reranker.api import create_api
+    from reranker.clock import SystemClock
+    from reranker.service import RerankService
+    from ui import build_ui
+
+    service = RerankService(settings, SystemClock(), admin_token)
+    api = create_api(service, settings.limits.max_request_bytes)
+    blocks = build_ui(service)
+    app = gr.mount_gradio_app(
+        api, blocks, path="/", server_name=settings.host, server_port=settings.port,
+        allowed_paths=[str(p) for p in settings.media_dirs] + ["assets"],
+        max_file_size=settings.limits.max_media_bytes, footer_links=["api"],
+    )
+    app.router.on_startup.append(lambda: service.start())
+    app.router.on_shutdown.append(service.close)
+    return app, service
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from(argv, os.environ)
+    except RerankerError as exc:
+        print(f"app.py: {exc}", file=sys.stderr)
+        return 2
+    token = settings.admin_token
+    if not token:
+        token = secrets.token_urlsafe(24)
+        settings = settings.with_(admin_token=token)
+        print(f"Admin token (operator actions; set RERANKER_ADMIN_TOKEN to fix it): {token}", flush=True)
+    app, _ = build_app(settings, token)
+
+    import uvicorn
+
+    print(f"Serving on http://{settings.host}:{settings.port}  (model {settings.model})", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,78 @@
+"""Request guards: the body-size limit and the admin bearer token."""
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Callable, Protocol
+
+from fastapi import Header
+from fastapi.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class TokenChecker(Protocol):
+    def admin_token(self) -> str: ...
+
+
+def admin_actor(service: TokenChecker) -> Callable[..., str]:
+    """A FastAPI dependency: checks `Authorization: Bearer <token>`, returns the actor name."""
+
+    def check(authorization: str | None = Header(default=None), x_actor: str | None = Header(default=None)) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), service.admin_token()):
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong admin token: send 'Authorization: Bearer <RERANKER_ADMIN_TOKEN>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return f"api:{x_actor}" if x_actor else "api"
+
+    return check
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over max_bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/gradio_api/upload"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or {}).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body: dict[str, Any] = {
+            "error": {
+                "message": f"request body is larger than the limit of {self.max_bytes} bytes",
+                "type": "PayloadTooLarge",
+            }
+        }
+        data = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,1 @@
+"""Control layer: registry, routing, rollout state machine, gates and the store."""

@@ -1,0 +1,72 @@
+"""Per-version rolling windows of (time, latency, ok), bounded in length and age."""
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    count: int
+    errors: int
+    p50: float  # seconds, over successful requests; 0.0 when there are none
+    p95: float
+    error_rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "errors": self.errors, "p50": self.p50, "p95": self.p95, "error_rate": self.error_rate}
+
+
+EMPTY_WINDOW = WindowStats(count=0, errors=0, p50=0.0, p95=0.0, error_rate=0.0)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100]) of an ascending list."""
+    if not sorted_values:
+        return 0.0
+    rank = max(math.ceil(q / 100 * len(sorted_values)), 1)
+    return sorted_values[rank - 1]
+
+
+class LiveStats:
+    """Thread-safe request outcomes per version; old entries drop by age and by count."""
+
+    def __init__(self, max_age_s: float = 600.0, max_samples: int = 20_000) -> None:
+        self._max_age_s = max_age_s
+        self._max_samples = max_samples
+        self._samples: dict[str, deque[tuple[float, float, bool]]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, version: str, latency_s: float, ok: bool, now: float) -> None:
+        with self._lock:
+            samples = self._samples.setdefault(version, deque(maxlen=self._max_samples))
+            samples.append((now, latency_s, ok))
+            horizon = now - self._max_age_s
+            while samples and samples[0][0] < horizon:
+                samples.popleft()
+
+    def window(self, version: str, since: float) -> WindowStats:
+        with self._lock:
+            rows = [(lat, ok) for t, lat, ok in self._samples.get(version, ()) if t >= since]
+        if not rows:
+            return EMPTY_WINDOW
+        latencies = sorted(lat for lat, ok in rows if ok)
+        errors = sum(1 for _, ok in rows if not ok)
+        return WindowStats(
+            count=len(rows),
+            errors=errors,
+            p50=percentile(latencies, 50),
+            p95=percentile(latencies, 95),
+            error_rate=errors / len(rows),
+        )
+
+    def forget(self, version: str) -> None:
+        with self._lock:
+            self._samples.pop(version, None)
+
+    def versions(self) -> list[str]:
+        with self._lock:
+            return sorted(self._samples)

@@ -1,0 +1,117 @@
+"""Where media bytes come from: raw bytes, `data:` URIs, or files inside the allowed folders.
+
+Nothing is fetched from the network: http(s) and every other URL scheme are refused.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+from reranker.errors import ForbiddenPath, MediaError, PayloadTooLarge
+from reranker.settings import Limits
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+
+
+class MediaResolver:
+    """Turns a media reference from a request into bytes, enforcing the folder and size limits."""
+
+    def __init__(self, allowed_dirs: Sequence[Path], limits: Limits) -> None:
+        self._allowed = tuple(Path(os.path.realpath(d)) for d in allowed_dirs)
+        self._limits = limits
+
+    @property
+    def allowed_dirs(self) -> tuple[Path, ...]:
+        return self._allowed
+
+    def read(self, ref: str | bytes, what: str) -> bytes:
+        """The media bytes that `ref` names; `what` (e.g. "documents[3].image") labels errors."""
+        if isinstance(ref, (bytes, bytearray, memoryview)):
+            return self._checked_size(bytes(ref), what)
+        if not isinstance(ref, str):
+            raise MediaError(f"{what}: expected bytes, a data: URI or a file path, got {type(ref).__name__}")
+        text = ref.strip()
+        if not text:
+            raise MediaError(f"{what}: empty media reference")
+        if text[:5].lower() == "data:":
+            return self._from_data_uri(text, what)
+        if text[:7].lower() == "file://":
+            return self._from_path(text[7:], what)
+        scheme = _SCHEME.match(text)
+        if scheme:
+            raise MediaError(
+                f"{what}: URL scheme {scheme.group(1)!r} is not supported; nothing is fetched from the "
+                "network. Send the media inline as a data: URI or as a file path inside a --media-dir folder"
+            )
+        return self._from_path(text, what)
+
+    def _checked_size(self, data: bytes, what: str) -> bytes:
+        if len(data) > self._limits.max_media_bytes:
+            raise PayloadTooLarge(
+                f"{what}: {len(data)} bytes is over the limit max_media_bytes={self._limits.max_media_bytes}"
+            )
+        if not data:
+            raise MediaError(f"{what}: no media bytes (empty)")
+        return data
+
+    def _from_data_uri(self, uri: str, what: str) -> bytes:
+        header, sep, payload = uri.partition(",")
+        if not sep:
+            raise MediaError(f"{what}: data: URI has no ',' separating header and payload")
+        params = header[5:].split(";")
+        if "base64" not in (p.strip().lower() for p in params[1:]):
+            raise MediaError(f"{what}: data: URI must be base64-encoded (data:<mime>;base64,...), got {header!r}")
+        compact = "".join(payload.split())
+        if len(compact) * 3 // 4 > self._limits.max_media_bytes + 2:
+            raise PayloadTooLarge(
+                f"{what}: about {len(compact) * 3 // 4} bytes after base64 decoding is over the limit "
+                f"max_media_bytes={self._limits.max_media_bytes}"
+            )
+        try:
+            data = base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MediaError(f"{what}: invalid base64 in data: URI ({exc})") from None
+        return self._checked_size(data, what)
+
+    def _from_path(self, raw: str, what: str) -> bytes:
+        if not self._allowed:
+            raise ForbiddenPath(
+                f"{what}: file path {raw!r} refused because no media folder is allowed; start the "
+                "service with --media-dir DIR (or RERANKER_MEDIA_DIRS) to let requests name files in DIR"
+            )
+        path = self._inside_allowed(raw, what)
+        if not path.is_file():
+            raise MediaError(f"{what}: file {raw!r} does not exist or is not a regular file")
+        size = path.stat().st_size
+        if size > self._limits.max_media_bytes:
+            raise PayloadTooLarge(
+                f"{what}: file {raw!r} has {size} bytes, over the limit "
+                f"max_media_bytes={self._limits.max_media_bytes}"
+            )
+        try:
+            return self._checked_size(path.read_bytes(), what)
+        except OSError as exc:
+            raise MediaError(f"{what}: cannot read file {raw!r} ({exc.strerror})") from None
+
+    def _inside_allowed(self, raw: str, what: str) -> Path:
+        given = Path(raw)
+        candidates = [given] if given.is_absolute() else [folder / given for folder in self._allowed]
+        inside = [
+            real
+            for real in (Path(os.path.realpath(c)) for c in candidates)
+            if any(_is_within(real, folder) for folder in self._allowed)
+        ]
+        if inside:
+            return next((real for real in inside if real.exists()), inside[0])
+        raise ForbiddenPath(
+            f"{what}: path {raw!r} resolves outside the allowed media folders "
+            f"({', '.join(str(d) for d in self._allowed)})"
+        )
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents

@@ -1,0 +1,213 @@
+"""Video decoding and frame sampling as the Qwen3-VL reference does it.
+
+From a file (qwen-vl-utils `smart_nframes` + `torch.linspace(0, total - 1, n).round()`):
+n = total / native_fps * fps, clamped to [min_frames rounded up to even, max_frames and the
+file's frame count rounded down to even], then rounded down to even. Timestamps are
+index / native_fps. decord 0.6.0 decodes first; PyAV is the fallback (it also decodes AV1).
+
+From a list of frames (the reference's `sample_frames`): evenly sample max_frames with
+`np.linspace(0, n - 1, max_frames, dtype=int)` (truncating, as the reference does), pad to an
+even count by repeating the last frame, and time the frames as 2 fps.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Sequence
+
+import av
+import numpy as np
+import torch
+from av.container import InputContainer
+from av.video.stream import VideoStream
+
+from reranker.content import ImageItem, VideoItem
+from reranker.errors import MediaError
+from reranker.settings import Limits
+
+try:
+    import decord
+except ImportError:  # decord has no wheel for some platforms; PyAV then does all the work
+    decord = None
+
+FRAME_FACTOR = 2
+FRAME_LIST_FPS = 2.0
+DEFAULT_BACKENDS = ("decord", "pyav")
+_DECORD_LOG_PREFIX = re.compile(r"^\[[0-9:]+\] \S+:[0-9]+: ")
+
+
+class _ReaderFailed(Exception):
+    """One decoder could not read the file; the next one may."""
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    total_frames: int
+    native_fps: float
+    indices: tuple[int, ...]
+
+    @property
+    def duration(self) -> float:
+        return self.total_frames / self.native_fps
+
+    @property
+    def timestamps(self) -> tuple[float, ...]:
+        return tuple(i / self.native_fps for i in self.indices)
+
+
+def sample_count(total_frames: int, native_fps: float, limits: Limits) -> int:
+    """How many frames to sample (qwen-vl-utils `smart_nframes` with fps/min/max from limits)."""
+    min_frames = math.ceil(limits.min_video_frames / FRAME_FACTOR) * FRAME_FACTOR
+    max_frames = math.floor(min(limits.max_video_frames, total_frames) / FRAME_FACTOR) * FRAME_FACTOR
+    wanted = total_frames / native_fps * limits.video_fps
+    wanted = min(min(max(wanted, min_frames), max_frames), total_frames)
+    return math.floor(wanted / FRAME_FACTOR) * FRAME_FACTOR
+
+
+def sample_indices(total_frames: int, count: int) -> tuple[int, ...]:
+    """Evenly spaced frame indices over the clip, rounded as torch rounds (half to even)."""
+    return tuple(torch.linspace(0, total_frames - 1, count).round().long().tolist())
+
+
+def plan_sampling(total_frames: int, native_fps: float, limits: Limits, what: str) -> SamplePlan:
+    """Check the clip against the limits and choose the frames to decode."""
+    if not (native_fps > 0 and math.isfinite(native_fps)):
+        raise _ReaderFailed(f"unknown frame rate {native_fps!r}")
+    duration = total_frames / native_fps
+    if duration > limits.max_video_seconds:
+        raise MediaError(
+            f"{what}: video lasts {duration:.1f} s, over the limit max_video_seconds={limits.max_video_seconds:g}"
+        )
+    count = sample_count(total_frames, native_fps, limits)
+    if count < FRAME_FACTOR:
+        raise MediaError(f"{what}: video has {total_frames} frame(s); at least {FRAME_FACTOR} are needed")
+    return SamplePlan(total_frames, native_fps, sample_indices(total_frames, count))
+
+
+def decode_video(
+    data: bytes,
+    limits: Limits,
+    what: str,
+    digest: str | None = None,
+    backends: Sequence[str] = DEFAULT_BACKENDS,
+) -> VideoItem:
+    """Decode `data` and sample its frames; the first backend that can read it wins."""
+    digest = digest or hashlib.sha256(data).hexdigest()
+    failures = []
+    for name in backends:
+        reader = _READERS.get(name)
+        if reader is None:
+            raise MediaError(f"{what}: unknown video backend {name!r}; known: {', '.join(_READERS)}")
+        try:
+            plan, frames = reader(data, limits, what)
+        except MediaError:
+            raise
+        except Exception as exc:  # any failure on untrusted bytes: the next decoder may do better
+            failures.append(f"{name}: {_first_line(exc)}")
+            continue
+        return VideoItem(
+            frames=tuple(frames),
+            timestamps=plan.timestamps,
+            digest=digest,
+            duration=plan.duration,
+            source_fps=plan.native_fps,
+        )
+    raise MediaError(f"{what}: not a decodable video ({'; '.join(failures)})")
+
+
+def video_from_frames(frames: Sequence[ImageItem], limits: Limits, what: str) -> VideoItem:
+    """A video made of already decoded images, sampled and timed as the reference does."""
+    if not frames:
+        raise MediaError(f"{what}: a video given as frames needs at least one frame")
+    sizes = {item.size for item in frames}
+    if len(sizes) > 1:
+        raise MediaError(f"{what}: all frames of a video must have one size, got {sorted(sizes)}")
+    chosen = list(frames)
+    if len(chosen) > limits.max_video_frames:
+        picks = np.linspace(0, len(chosen) - 1, limits.max_video_frames, dtype=int).tolist()
+        chosen = [chosen[i] for i in picks]
+    padded = math.ceil(len(chosen) / FRAME_FACTOR) * FRAME_FACTOR
+    chosen += [chosen[-1]] * (padded - len(chosen))
+    digest = hashlib.sha256(b"frames:" + ",".join(item.digest for item in frames).encode("ascii"))
+    return VideoItem(
+        frames=tuple(np.asarray(item.image, dtype=np.uint8) for item in chosen),
+        timestamps=tuple(i / FRAME_LIST_FPS for i in range(len(chosen))),
+        digest=digest.hexdigest(),
+        duration=len(chosen) / FRAME_LIST_FPS,
+        source_fps=FRAME_LIST_FPS,
+    )
+
+
+def _check_frame_size(width: int, height: int, limits: Limits, what: str) -> None:
+    if width * height > limits.max_image_pixels:
+        raise MediaError(
+            f"{what}: video frames are {width}x{height} = {width * height} pixels, over the limit "
+            f"max_image_pixels={limits.max_image_pixels}"
+        )
+
+
+def _read_with_decord(data: bytes, limits: Limits, what: str) -> tuple[SamplePlan, list[np.ndarray]]:
+    if decord is None:
+        raise _ReaderFailed("decord is not installed")
+    reader = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0))
+    plan = plan_sampling(len(reader), float(reader.get_avg_fps()), limits, what)
+    height, width = reader[0].shape[:2]
+    _check_frame_size(width, height, limits, what)
+    batch = reader.get_batch(list(plan.indices)).asnumpy()
+    return plan, [np.ascontiguousarray(frame) for frame in batch]
+
+
+def _read_with_pyav(data: bytes, limits: Limits, what: str) -> tuple[SamplePlan, list[np.ndarray]]:
+    with av.open(io.BytesIO(data), mode="r") as container:
+        if not container.streams.video:
+            raise _ReaderFailed("no video stream")
+        stream = container.streams.video[0]
+        total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        plan = plan_sampling(total, _pyav_fps(stream, total), limits, what)
+        _check_frame_size(stream.codec_context.width, stream.codec_context.height, limits, what)
+    with av.open(io.BytesIO(data), mode="r") as container:
+        container.streams.video[0].thread_type = "AUTO"
+        return plan, _decode_selected(container, plan)
+
+
+def _pyav_fps(stream: VideoStream, total: int) -> float:
+    rate = stream.average_rate or stream.guessed_rate
+    if rate:
+        return float(rate)
+    if stream.duration and stream.time_base:
+        return total / float(stream.duration * stream.time_base)
+    return 0.0
+
+
+def _decode_selected(container: InputContainer, plan: SamplePlan) -> list[np.ndarray]:
+    wanted: dict[int, int] = {}
+    for index in plan.indices:
+        wanted[index] = wanted.get(index, 0) + 1
+    frames: list[np.ndarray] = []
+    last_needed = plan.indices[-1]
+    for ordinal, frame in enumerate(container.decode(video=0)):
+        if ordinal in wanted:
+            array = frame.to_ndarray(format="rgb24")
+            frames.extend([array] * wanted[ordinal])
+        if ordinal >= last_needed:
+            return frames
+    raise _ReaderFailed(
+        f"only {len(frames)} of {len(plan.indices)} sampled frames could be decoded "
+        f"(the file claims {plan.total_frames} frames; truncated or corrupt)"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = _DECORD_LOG_PREFIX.sub("", lines[0]) if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+_Reader = Callable[[bytes, Limits, str], tuple[SamplePlan, list[np.ndarray]]]
+_READERS: MappingProxyType[str, _Reader] = MappingProxyType(
+    {"decord": _read_with_decord, "pyav": _read_with_pyav}
+)

@@ -1,0 +1,121 @@
+"""The mini reranker: both sides of a pair become weighted phrases, compared in MiniLM space."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from reranker.content import Content, ImageItem, Pair, VideoItem
+from reranker.errors import InputError, NotReady
+from reranker.models.base import ModelInfo
+from reranker.models.mini.cache import LruCache
+from reranker.models.mini.colours import ColourProfile, colour_profile, colour_words
+from reranker.models.mini.manifest import MiniConfig
+from reranker.models.mini.textbag import Bag, TextEncoder
+from reranker.models.mini.vision import ImageNetClassifier
+
+
+class MiniReranker:
+    """Scores pairs by the cosine of their bags' mean embeddings, squashed into [0, 1].
+
+    The instruction is ignored: the mini model has no instruction-following part.
+    Per-item features (visual words per image or video digest, embeddings per text) live in
+    bounded LRU caches owned by this object. Callers serialise calls to score().
+    """
+
+    def __init__(
+        self,
+        config: MiniConfig,
+        info: ModelInfo,
+        encoder: TextEncoder,
+        classifier: ImageNetClassifier,
+    ) -> None:
+        self._config = config
+        self._info = info
+        self._encoder: TextEncoder | None = encoder
+        self._classifier: ImageNetClassifier | None = classifier
+        self.visual_cache: LruCache[str, Bag] = LruCache(config.cache_entries)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def text_cache(self) -> LruCache[str, np.ndarray]:
+        return self._live()[0].cache
+
+    def score(self, pairs: Sequence[Pair]) -> list[float]:
+        encoder, _ = self._live()
+        vectors: dict[str, np.ndarray] = {}
+        for index, pair in enumerate(pairs):
+            for side, content in (("query", pair.query), ("document", pair.document)):
+                if content.digest not in vectors:
+                    bag = self.describe(content)
+                    if bag.is_empty():
+                        raise InputError(f"pairs[{index}].{side} is empty: nothing to score")
+                    vectors[content.digest] = encoder.bag_vector(bag)
+        return [
+            self._squash(float(vectors[p.query.digest] @ vectors[p.document.digest])) for p in pairs
+        ]
+
+    def describe(self, content: Content) -> Bag:
+        """The weighted phrases that stand for one query or document."""
+        bag = Bag(())
+        if content.text and content.text.strip():
+            bag = bag + Bag(((content.text.strip(), self._config.text_weight),))
+        for image in content.images:
+            bag = bag + self.visual_cache.get_or_compute(image.digest, lambda i=image: self._image_words(i))
+        for video in content.videos:
+            bag = bag + self.visual_cache.get_or_compute(video.digest, lambda v=video: self._video_words(v))
+        return bag
+
+    def close(self) -> None:
+        self._encoder = None
+        self._classifier = None
+        self.visual_cache.clear()
+
+    def _live(self) -> tuple[TextEncoder, ImageNetClassifier]:
+        if self._encoder is None or self._classifier is None:
+            raise NotReady(f"model {self._info.id!r} is closed")
+        return self._encoder, self._classifier
+
+    def _image_words(self, item: ImageItem) -> Bag:
+        probs = self._live()[1].probabilities([item.image], self._config.flip_average)
+        return self._visual_bag(probs.mean(axis=0), [colour_profile(item.image)])
+
+    def _video_words(self, item: VideoItem) -> Bag:
+        if not item.frames:
+            raise InputError(f"video {item.digest[:12]} has no frames")
+        frames = [Image.fromarray(item.frames[i]) for i in subsample(len(item.frames), self._config.frames_per_video)]
+        probs = self._live()[1].probabilities(frames, self._config.flip_average)
+        return self._visual_bag(probs.mean(axis=0), [colour_profile(frame) for frame in frames])
+
+    def _visual_bag(self, probs: np.ndarray, profiles: list[ColourProfile]) -> Bag:
+        cfg = self._config
+        labels = self._live()[1].top_labels(probs, cfg.labels_per_image, cfg.min_label_probability)
+        if cfg.label_weighting == "uniform":
+            label_phrases = tuple((label.word, cfg.label_weight / len(labels)) for label in labels)
+        else:
+            kept = sum(label.probability for label in labels)
+            label_phrases = tuple((label.word, cfg.label_weight * label.probability / kept) for label in labels)
+        colours = colour_words(merge_profiles(profiles), cfg.colours_per_image, cfg.min_colour_fraction)
+        return Bag(label_phrases + tuple((word, cfg.colour_weight * share) for word, share in colours))
+
+    def _squash(self, cosine: float) -> float:
+        cfg = self._config
+        return 1.0 / (1.0 + math.exp(-cfg.score_scale * (cosine - cfg.score_center)))
+
+
+def subsample(count: int, wanted: int) -> list[int]:
+    """`wanted` indices spread evenly over range(count), centred in their segments."""
+    take = min(count, wanted)
+    return [int((2 * k + 1) * count / (2 * take)) for k in range(take)]
+
+
+def merge_profiles(profiles: list[ColourProfile]) -> ColourProfile:
+    """The average colour shares of several frames; monochrome only if every frame is."""
+    names = sorted({name for profile in profiles for name in profile.shares})
+    shares = {name: sum(p.shares.get(name, 0.0) for p in profiles) / len(profiles) for name in names}
+    return ColourProfile(shares=shares, monochrome=all(p.monochrome for p in profiles))

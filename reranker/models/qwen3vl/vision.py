@@ -1,0 +1,148 @@
+"""Qwen3-VL image and video preprocessing with pillow + numpy (no torchvision).
+
+The reference reranker resizes with qwen-vl-utils (`fetch_image` / `fetch_video`) and then calls
+the HF processor with `do_resize=False`, so the math here is:
+  smart_resize (factor 32) -> bicubic resize (PIL) -> (x - 127.5) / 127.5 -> patchify.
+`(x - 127.5) / 127.5` is what the HF fast processors compute for rescale 1/255 followed by
+normalise with mean = std = 0.5 (they fuse both into one normalise). The patch order is the one
+of Qwen2VLImageProcessor / Qwen3VLVideoProcessor: (t, h/2, w/2, 2, 2) patches, each flattened as
+(channel, temporal 2, 16, 16). Video frames are resized with PIL bicubic; the reference uses
+torchvision's antialiased bicubic on uint8, which is built to reproduce PIL's filter.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from reranker.content import ImageItem, VideoItem
+from reranker.errors import MediaError
+
+PATCH_SIZE = 16
+MERGE_SIZE = 2
+TEMPORAL_PATCH = 2
+FACTOR = PATCH_SIZE * MERGE_SIZE
+MAX_RATIO = 200
+IMAGE_MIN_PIXELS = 4 * FACTOR * FACTOR
+IMAGE_MAX_PIXELS = 1800 * FACTOR * FACTOR
+FRAME_MIN_PIXELS = 128 * FACTOR * FACTOR
+FRAME_MAX_PIXELS = 768 * FACTOR * FACTOR
+VIDEO_TOTAL_PIXELS = 10 * FRAME_MAX_PIXELS  # 7,864,320
+PATCH_DIM = 3 * TEMPORAL_PATCH * PATCH_SIZE * PATCH_SIZE
+
+
+@dataclass(frozen=True, eq=False)
+class VisualInput:
+    """One image or video, ready for the vision tower."""
+
+    pixel_values: np.ndarray  # (grid_t * grid_h * grid_w, PATCH_DIM) float32
+    grid_thw: tuple[int, int, int]
+    timestamps: tuple[float, ...] = ()  # videos: seconds per temporal patch (frame pair)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """LLM tokens per temporal patch (grid_h * grid_w / 4)."""
+        return self.grid_thw[1] * self.grid_thw[2] // (MERGE_SIZE * MERGE_SIZE)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_thw[0] * self.tokens_per_frame
+
+
+def smart_resize(
+    height: int,
+    width: int,
+    min_pixels: float = IMAGE_MIN_PIXELS,
+    max_pixels: float = IMAGE_MAX_PIXELS,
+    factor: int = FACTOR,
+) -> tuple[int, int]:
+    """Target (height, width): multiples of factor, aspect kept, area within [min, max] pixels.
+
+    qwen-vl-utils' formula; the floor branch keeps HF's max(factor, ...) guard so a very thin
+    image never gets a zero side.
+    """
+    if height <= 0 or width <= 0:
+        raise MediaError(f"image size must be positive, got {width}x{height}")
+    ratio = max(height, width) / min(height, width)
+    if ratio > MAX_RATIO:
+        raise MediaError(f"image aspect ratio must be at most {MAX_RATIO}, got {ratio:.1f} ({width}x{height})")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def video_frame_size(height: int, width: int, num_frames: int) -> tuple[int, int]:
+    """Per-frame target size of a clip: qwen-vl-utils fetch_video with total_pixels 7,864,320."""
+    max_pixels = max(
+        min(FRAME_MAX_PIXELS, VIDEO_TOTAL_PIXELS / num_frames * TEMPORAL_PATCH),
+        int(FRAME_MIN_PIXELS * 1.05),
+    )
+    return smart_resize(height, width, min_pixels=FRAME_MIN_PIXELS, max_pixels=max_pixels)
+
+
+def normalized_chw(image: Image.Image, height: int, width: int) -> np.ndarray:
+    """Bicubic resize to (height, width), then (x - 127.5) / 127.5 as float32, channels first."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
+    pixels = np.asarray(rgb, dtype=np.float32)
+    return ((pixels - np.float32(127.5)) / np.float32(127.5)).transpose(2, 0, 1)
+
+
+def patchify(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """(T, 3, H, W) with T even -> ((T/2 * H/16 * W/16), 1536) patches in HF order, and grid_thw."""
+    count, channels, height, width = frames.shape
+    grid_t, grid_h, grid_w = count // TEMPORAL_PATCH, height // PATCH_SIZE, width // PATCH_SIZE
+    patches = frames.reshape(
+        grid_t, TEMPORAL_PATCH, channels,
+        grid_h // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE,
+        grid_w // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE,
+    )
+    patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    flat = np.ascontiguousarray(patches).reshape(grid_t * grid_h * grid_w, PATCH_DIM)
+    return flat, (grid_t, grid_h, grid_w)
+
+
+def prepare_image(item: ImageItem) -> VisualInput:
+    """An image as one temporal patch (the frame repeated twice)."""
+    width, height = item.image.size
+    target_h, target_w = smart_resize(height, width)
+    frame = normalized_chw(item.image, target_h, target_w)
+    pixel_values, grid = patchify(np.stack([frame, frame]))
+    return VisualInput(pixel_values, grid)
+
+
+def prepare_video(item: VideoItem) -> VisualInput:
+    """A clip: frames padded to an even count (last frame repeated), resized, patchified.
+
+    The timestamp of each frame pair is the mean of its two frames' times (transformers 4.57).
+    """
+    if not item.frames:
+        raise MediaError(f"video {item.digest[:12]} has no frames")
+    frames = list(item.frames)
+    times = list(item.timestamps)
+    if len(frames) % TEMPORAL_PATCH:
+        frames.append(frames[-1])
+        times.append(times[-1])
+    height, width = frames[0].shape[:2]
+    target_h, target_w = video_frame_size(height, width, len(frames))
+    stacked = np.stack([normalized_chw(_frame_image(f, item.digest), target_h, target_w) for f in frames])
+    pixel_values, grid = patchify(stacked)
+    pair_times = tuple((times[i] + times[i + 1]) / 2 for i in range(0, len(times), TEMPORAL_PATCH))
+    return VisualInput(pixel_values, grid, pair_times)
+
+
+def _frame_image(frame: np.ndarray, digest: str) -> Image.Image:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise MediaError(f"video {digest[:12]} frame must be HxWx3 uint8, got {frame.shape} {frame.dtype}")
+    return Image.fromarray(frame)

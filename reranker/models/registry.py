@@ -1,0 +1,109 @@
+"""Backends by name, backend detection from a model directory, and model references to paths."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+from reranker.errors import InputError, ModelLoadError, NotFound
+from reranker.models.base import Backend
+
+MANIFEST = "reranker.json"
+LOOKED_FOR = "no config.json with Qwen3VLForConditionalGeneration and no reranker.json manifest"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def backends() -> list[Backend]:
+    """Every shipped backend. Imported on call, so importing this module stays light."""
+    from reranker.models.mini import BACKEND as MINI
+    from reranker.models.qwen3vl import BACKEND as QWEN3_VL
+
+    return [QWEN3_VL, MINI]
+
+
+def backend_named(name: str, candidates: Sequence[Backend] | None = None) -> Backend:
+    known = list(candidates) if candidates is not None else backends()
+    for backend in known:
+        if backend.name == name:
+            return backend
+    names = ", ".join(backend.name for backend in known)
+    raise NotFound(f"backend {name!r} is unknown; known backends: {names}")
+
+
+def detect_backend(path: Path, candidates: Sequence[Backend] | None = None) -> Backend:
+    """The backend whose files are in the directory."""
+    _require_directory(path)
+    known = list(candidates) if candidates is not None else backends()
+    for backend in known:
+        if backend.matches(path):
+            return backend
+    names = ", ".join(backend.name for backend in known)
+    raise ModelLoadError(f"no model backend ({names}) recognises {path}: {LOOKED_FOR}")
+
+
+def read_manifest(path: Path) -> dict[str, object] | None:
+    """The directory's reranker.json as a dict, or None when it has none."""
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{manifest} is not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{manifest} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def model_id_for(path: Path) -> str:
+    """The manifest's "id" when it names one, else the directory name."""
+    manifest = read_manifest(path) or {}
+    named = manifest.get("id")
+    if isinstance(named, str) and named.strip():
+        return named.strip()
+    return path.resolve().name
+
+
+def resolve_model_ref(ref: str, models_dir: Path, hub_cache: Path | None = None) -> Path:
+    """A model directory from a path, a bare name under models_dir, or a hub id already on disk.
+
+    Nothing is downloaded: a hub id (org/name) resolves only to models_dir/org/name,
+    models_dir/name or a snapshot in the Hugging Face cache (hub_cache; None = its default).
+    """
+    text = ref.strip()
+    if not text:
+        raise InputError("model reference is empty")
+    given = Path(text)
+    candidates = [given] if given.is_absolute() else [given, models_dir / given]
+    if HUB_ID.match(text):
+        candidates.append(models_dir / given.name)
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    if HUB_ID.match(text) and not given.is_absolute():
+        return _from_hub_cache(text, hub_cache, candidates)
+    looked = ", ".join(str(candidate) for candidate in candidates)
+    raise ModelLoadError(f"model {ref!r} not found: no directory {looked}")
+
+
+def _from_hub_cache(hub_id: str, hub_cache: Path | None, looked_in: list[Path]) -> Path:
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(hub_id, "config.json", cache_dir=hub_cache)
+    if isinstance(config, str):
+        return Path(config).parent
+    looked = ", ".join(str(path) for path in looked_in)
+    raise ModelLoadError(
+        f"model {hub_id!r} looks like a Hugging Face hub id but is not on this machine "
+        f"(looked in {looked} and the Hugging Face cache); nothing is downloaded at run time: "
+        f"download it first, e.g. `huggingface-cli download {hub_id} --local-dir "
+        f"{looked_in[-1]}`"
+    )
+
+
+def _require_directory(path: Path) -> None:
+    if not path.exists():
+        raise ModelLoadError(f"model directory {path} does not exist")
+    if not path.is_dir():
+        raise ModelLoadError(f"model path {path} is not a directory")

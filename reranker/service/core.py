@@ -1,0 +1,282 @@
+"""RerankService: the one facade both front ends (REST and Gradio) call."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+from reranker.clock import Clock
+from reranker.content import Content
+from reranker.control.livestats import LiveStats
+from reranker.control.policy import TrafficPolicy, validate
+from reranker.control.registry import Registry
+from reranker.control.requestlog import RequestLogWriter, RequestRecord
+from reranker.control.router import RequestAttributes
+from reranker.control.store import Store
+from reranker.engine import Engine
+from reranker.errors import InputError, ModelLoadError, NotReady, RerankerError
+from reranker.media import MediaDecoder, MediaResolver
+from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
+from reranker.service.inputs import InputBuilder, top_results
+from reranker.service.metrics import ServiceMetrics
+from reranker.service.types import CompareResult, RankedDocument, RankRequest, RankResult
+from reranker.service.versions import LoadJob, VersionManager
+from reranker.settings import Settings
+
+log = logging.getLogger(__name__)
+SHADOW_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class Scored:
+    version: str
+    scores: list[float]
+    seconds: float
+
+
+class RerankService:
+    """Owns the registry, store, engines and logs; every method is safe to call from any thread."""
+
+    def __init__(self, settings: Settings, clock: Clock, admin_token: str, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._admin_token = admin_token
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.data_dir / "reranker.sqlite3", clock)
+        self.registry: Registry[Engine] = Registry(clock)
+        self.metrics = ServiceMetrics()
+        self.live = LiveStats()
+        self.request_log = RequestLogWriter(self.store, settings.request_log_rows, settings.request_log_days, clock)
+        self.versions_manager = VersionManager(settings, self.registry, self.store, clock)
+        self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
+        self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits), self.decoder)
+        self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
+        self.shadow_stats = ShadowStats()
+
+    # ---- start-up ------------------------------------------------------------------------
+    CONFIGURED_KEY = "configured_model"
+
+    def boot_ref(self) -> str:
+        """The version to serve at start: the last stable one, unless --model changed since."""
+        configured = self.settings.model
+        stable = self.store.get_stable()
+        if stable is not None and self.store.get_setting(self.CONFIGURED_KEY) == configured:
+            return stable.path
+        return configured
+
+    def start(self, wait: bool = False) -> None:
+        """Load the boot version in the background; the API answers /readyz 503 until it serves."""
+        ref = self.boot_ref()
+        log.info("loading %s", ref)
+        job = self.versions_manager.start_load(ref, on_done=self._on_boot_loaded)
+        if wait:
+            job.done.wait()
+            if job.error:
+                raise ModelLoadError(f"could not load {ref}: {job.error}")
+
+    def _on_boot_loaded(self, job: LoadJob) -> None:
+        if job.error:
+            self.store.record_event("error", "boot_failed", f"loading {job.path} failed: {job.error}")
+            return
+        self._swap(TrafficPolicy.single(job.version), job.version)
+        self.store.set_stable(job.version, str(job.path))
+        self.store.set_setting(self.CONFIGURED_KEY, self.settings.model)
+        self.store.record_event("info", "serving", f"serving {job.version} from {job.path}")
+
+    # ---- reading state -------------------------------------------------------------------
+    def admin_token(self) -> str:
+        return self._admin_token
+
+    def is_ready(self) -> bool:
+        return self.registry.snapshot_or_none() is not None
+
+    def stable_version(self) -> str | None:
+        snap = self.registry.snapshot_or_none()
+        return snap.primary if snap else None
+
+    def metrics_text(self) -> bytes:
+        snap = self.registry.snapshot_or_none()
+        for view in self.registry.list():
+            share = snap.policy.weight_of(view.id) / 100.0 if snap else 0.0
+            self.metrics.share.labels(view.id).set(share)
+            if view.info is not None:
+                self.metrics.model_bytes.labels(view.id).set(view.info.bytes_in_memory)
+        return self.metrics.render()
+
+    def versions(self) -> list[dict[str, Any]]:
+        snap = self.registry.snapshot_or_none()
+        out = []
+        for view in self.registry.list():
+            info = view.info
+            out.append({
+                "id": view.id,
+                "object": "model",
+                "state": view.state.value,
+                "share": snap.policy.weight_of(view.id) if snap else 0.0,
+                "stable": bool(snap and snap.primary == view.id),
+                "name": getattr(info, "name", None),
+                "backend": getattr(info, "backend", None),
+                "dtype": getattr(info, "dtype", None),
+                "device": getattr(info, "device", None),
+                "bytes_in_memory": getattr(info, "bytes_in_memory", None),
+                "path": getattr(info, "path", None),
+                "loaded_at": view.loaded_at,
+                "in_flight": view.in_flight,
+                "reason": view.reason,
+            })
+        return out
+
+    def usable_versions(self) -> list[str]:
+        return sorted(self.registry.usable_versions())
+
+    # ---- ranking -------------------------------------------------------------------------
+    def rank(self, request: RankRequest, pinned_version: str | None = None) -> RankResult:
+        started = self.clock.monotonic()
+        query, documents = self.inputs.build(request)
+        request_id = uuid.uuid4().hex
+        if pinned_version is not None:
+            scored, shadow = self._score_on(pinned_version, query, documents, request.instruction), None
+        else:
+            scored, shadow = self._score_routed(request, query, documents)
+        result = self._result(request_id, scored, request.top_n, len(documents), started)
+        record = self._record(request, result)
+        if shadow is not None:
+            self._shadow_pool.submit(self._run_shadow, shadow, query, documents, request.instruction, scored, record)
+        else:
+            self.request_log.submit(record)
+        return result
+
+    def compare(self, request: RankRequest, versions: tuple[str, str]) -> CompareResult:
+        if versions[0] == versions[1]:
+            raise InputError(f"versions must be two different ids, got {list(versions)}")
+        started = self.clock.monotonic()
+        query, documents = self.inputs.build(request)
+        results = []
+        for version in versions:
+            scored = self._score_on(version, query, documents, request.instruction)
+            results.append(self._result(uuid.uuid4().hex, scored, request.top_n, len(documents), started))
+            started = self.clock.monotonic()
+        k = request.top_n or min(10, len(documents))
+        order_a = [r.index for r in results[0].results] + _rest(results[0], len(documents))
+        order_b = [r.index for r in results[1].results] + _rest(results[1], len(documents))
+        changes = rank_changes(order_a, order_b, k)
+        return CompareResult(a=results[0], b=results[1], changes=tuple(changes))
+
+    def _score_routed(self, request: RankRequest, query: Content, documents: list[Content]) -> tuple[Scored, str | None]:
+        caller = request.caller
+        with self._rng_lock:
+            draw = self._rng.random()
+        attributes = RequestAttributes(region=caller.region, client_ip=caller.client_ip)
+        with self.registry.acquire_routed(caller.user_key, attributes, draw) as lease:
+            scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction)
+        return scored, lease.route.shadow
+
+    def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None) -> Scored:
+        with self.registry.acquire(version) as engine:
+            return self._timed(version, engine, query, documents, instruction)
+
+    def _timed(self, version: str, engine: Engine, query: Content, documents: Sequence[Content],
+               instruction: str | None) -> Scored:
+        t0 = self.clock.monotonic()
+        try:
+            scores = engine.score(query, documents, instruction)
+        except RerankerError as exc:
+            self._count(version, self.clock.monotonic() - t0, ok=False, kind=type(exc).__name__, n_docs=0)
+            raise
+        seconds = self.clock.monotonic() - t0
+        self._count(version, seconds, ok=True, kind="", n_docs=len(documents))
+        return Scored(version, scores, seconds)
+
+    def _count(self, version: str, seconds: float, ok: bool, kind: str, n_docs: int) -> None:
+        self.live.record(version, seconds, ok, self.clock.now())
+        self.metrics.requests.labels(version, "ok" if ok else "error").inc()
+        self.metrics.latency.labels(version).observe(seconds)
+        if ok:
+            self.metrics.documents.labels(version).inc(n_docs)
+        else:
+            self.metrics.errors.labels(version, kind).inc()
+
+    def _result(self, request_id: str, scored: Scored, top_n: int | None, n_docs: int, started: float) -> RankResult:
+        ranked = tuple(RankedDocument(i, s) for i, s in top_results(scored.scores, top_n))
+        latency_ms = (self.clock.monotonic() - started) * 1000.0
+        usage = {"model_ms": round(scored.seconds * 1000.0, 3)}
+        return RankResult(request_id, scored.version, ranked, latency_ms, n_docs, usage)
+
+    def _record(self, request: RankRequest, result: RankResult) -> RequestRecord:
+        key = request.caller.user_key
+        return RequestRecord(
+            at=self.clock.now(), request_id=result.request_id, version=result.version,
+            n_documents=result.n_documents, latency_ms=result.latency_ms, status=200,
+            user_hash=hashlib.sha256(key.encode()).hexdigest()[:16] if key else None,
+            region=request.caller.region, top_primary=tuple(r.index for r in result.results[:SHADOW_TOP_K]),
+        )
+
+    def _run_shadow(self, shadow: str, query: Content, documents: list[Content], instruction: str | None,
+                    primary: Scored, record: RequestRecord) -> None:
+        """Score the same request on the shadow version; record both answers and their agreement."""
+        try:
+            other = self._score_on(shadow, query, documents, instruction)
+        except (RerankerError, NotReady) as exc:
+            log.warning("shadow request on %s failed: %s", shadow, exc)
+            self.request_log.submit(record)
+            return
+        order_p, order_s = ranking(primary.scores), ranking(other.scores)
+        overlap = top_k_overlap(order_p, order_s, SHADOW_TOP_K)
+        self.metrics.shadow_agreement.labels(primary.version, shadow).observe(overlap)
+        self.shadow_stats.record(primary.version, shadow, overlap, spearman(primary.scores, other.scores))
+        self.request_log.submit(_with_shadow(record, shadow, overlap, tuple(order_s[:SHADOW_TOP_K])))
+
+    # ---- traffic -------------------------------------------------------------------------
+    def traffic(self) -> dict[str, Any]:
+        snap = self.registry.snapshot_or_none()
+        if snap is None:
+            raise NotReady("no model version is serving yet")
+        return {"primary": snap.primary, "generation": snap.generation, **snap.policy.to_dict()}
+
+    def set_traffic(self, raw: dict[str, Any], actor: str) -> dict[str, Any]:
+        try:
+            policy = validate(raw, self.registry.usable_versions())
+            primary = str(raw.get("primary") or self._primary_for(policy))
+            self._swap(policy, primary)
+        except RerankerError as exc:
+            self.store.record_audit(actor, "set_traffic", "policy", "refused", str(exc))
+            raise
+        self.store.save_policy(policy)
+        self.store.record_audit(actor, "set_traffic", "policy", "ok", str(policy.to_dict()))
+        return self.traffic()
+
+    def _primary_for(self, policy: TrafficPolicy) -> str:
+        current = self.stable_version()
+        if current is not None and current in policy.routed_versions():
+            return current
+        return max(policy.routed_versions(), key=policy.weight_of)
+
+    def _swap(self, policy: TrafficPolicy, primary: str) -> None:
+        t0 = self.clock.monotonic()
+        self.registry.swap(policy, primary)
+        self.metrics.swap_blocked.observe(self.clock.monotonic() - t0)
+
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [vars(e) for e in self.store.recent_audit(limit)]
+
+    def close(self) -> None:
+        self._shadow_pool.shutdown(wait=True, cancel_futures=True)
+        self.request_log.close()
+        self.versions_manager.close_all()
+        self.store.close()
+
+
+def _rest(result: RankResult, n: int) -> list[int]:
+    seen = {r.index for r in result.results}
+    return [i for i in range(n) if i not in seen]
+
+
+def _with_shadow(record: RequestRecord, shadow: str, overlap: float, top_shadow: tuple[int, ...]) -> RequestRecord:
+    return replace(record, shadow_version=shadow, shadow_agreement=overlap, top_shadow=top_shadow)

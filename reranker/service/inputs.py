@@ -1,0 +1,95 @@
+"""Turns raw request items into decoded Content, enforcing the request limits."""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from reranker.content import Content, ImageItem, VideoItem
+from reranker.errors import InputError
+from reranker.service.types import MediaRef, RankRequest, RawItem
+from reranker.settings import Limits
+
+
+class MediaReader(Protocol):
+    def read(self, ref: str | bytes, what: str) -> bytes: ...
+
+
+class MediaDecoding(Protocol):
+    def image(self, data: bytes, what: str) -> ImageItem: ...
+
+    def video(self, data: bytes, what: str) -> VideoItem: ...
+
+
+class InputBuilder:
+    """Validates a RankRequest against the limits and decodes its media (with a shared cache)."""
+
+    def __init__(self, limits: Limits, reader: MediaReader, decoder: MediaDecoding) -> None:
+        self._limits = limits
+        self._reader = reader
+        self._decoder = decoder
+
+    def check_shape(self, request: RankRequest) -> None:
+        """Cheap checks that need no decoding: counts, lengths, top_n."""
+        limits = self._limits
+        if _is_blank(request.query):
+            raise InputError("query is empty: give text, an image or a video")
+        if not request.documents:
+            raise InputError("documents is empty: give at least one document")
+        if len(request.documents) > limits.max_documents:
+            raise InputError(
+                f"documents has {len(request.documents)} items; the limit is {limits.max_documents}"
+            )
+        if request.top_n is not None and request.top_n < 1:
+            raise InputError(f"top_n must be >= 1, got {request.top_n}")
+        self._check_item(request.query, "query")
+        for i, doc in enumerate(request.documents):
+            if _is_blank(doc):
+                raise InputError(f"documents[{i}] is empty: give text, an image or a video")
+            self._check_item(doc, f"documents[{i}]")
+
+    def _check_item(self, item: RawItem, what: str) -> None:
+        limits = self._limits
+        if item.text is not None and len(item.text) > limits.max_text_chars:
+            raise InputError(
+                f"{what}.text has {len(item.text)} characters; the limit is {limits.max_text_chars}"
+            )
+        if len(item.images) > limits.max_images_per_item:
+            raise InputError(
+                f"{what} has {len(item.images)} images; the limit is {limits.max_images_per_item}"
+            )
+        if len(item.videos) > limits.max_videos_per_item:
+            raise InputError(
+                f"{what} has {len(item.videos)} videos; the limit is {limits.max_videos_per_item}"
+            )
+
+    def build(self, request: RankRequest) -> tuple[Content, list[Content]]:
+        self.check_shape(request)
+        query = self.content(request.query, "query")
+        documents = [self.content(doc, f"documents[{i}]") for i, doc in enumerate(request.documents)]
+        return query, documents
+
+    def content(self, item: RawItem, what: str) -> Content:
+        images = tuple(
+            self._decoder.image(self._bytes(ref, f"{what}.image"), f"{what}.image")
+            for ref in item.images
+        )
+        videos = tuple(
+            self._decoder.video(self._bytes(ref, f"{what}.video"), f"{what}.video")
+            for ref in item.videos
+        )
+        text = item.text if item.text and item.text.strip() else None
+        return Content(text=text, images=images, videos=videos)
+
+    def _bytes(self, ref: MediaRef, what: str) -> bytes:
+        return self._reader.read(ref, what)
+
+
+def _is_blank(item: RawItem) -> bool:
+    return not (item.text and item.text.strip()) and not item.images and not item.videos
+
+
+def top_results(scores: Sequence[float], top_n: int | None) -> list[tuple[int, float]]:
+    """(index, score) pairs, best first; ties keep document order."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    if top_n is not None:
+        order = order[:top_n]
+    return [(i, float(scores[i])) for i in order]

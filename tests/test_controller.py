@@ -1,0 +1,450 @@
+"""RolloutController with a fake clock and fake collaborators (pure control logic, no models)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pytest
+
+from reranker.clock import FakeClock
+from reranker.control.controller import RolloutController
+from reranker.control.gates import GateConfig, GateResult
+from reranker.control.livestats import LiveStats, WindowStats
+from reranker.control.plans import DEFAULT_PLAN, DEMO_PLAN, Mode, Plan, parse_plan
+from reranker.control.ports import Event, EventLevel, InterruptedRollout, LoadPhase, LoadStatus
+from reranker.control.rollout import RolloutState
+from reranker.control.status import Light, derive_status
+from reranker.errors import Conflict, InputError
+
+S = RolloutState
+STABLE, CAND = "mini-v1", "mini-v2"
+PASS = GateResult("golden_same_model", 0.0, 0.001, True, "identical")
+FAIL = GateResult("golden_same_model", 0.2, 0.001, False, "max |score delta| 0.2")
+
+
+@dataclass
+class FakeLoader:
+    log: list
+    status: LoadStatus = LoadStatus(LoadPhase.LOADING)
+    refuse: Exception | None = None
+    cancelled: bool = False
+
+    def start_load(self, path: str) -> None:
+        if self.refuse:
+            raise self.refuse
+        self.log.append(("load", path))
+        self.status = LoadStatus(LoadPhase.LOADING)
+
+    def poll_load(self) -> LoadStatus:
+        return self.status
+
+    def cancel_load(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class FakeValidator:
+    results: Sequence[GateResult] | None = None
+    started: list = field(default_factory=list)
+    cancelled: bool = False
+
+    def start_validation(self, stable_id: str, candidate_id: str, mode: Mode) -> None:
+        self.started.append((stable_id, candidate_id, mode))
+
+    def poll_validation(self) -> Sequence[GateResult] | None:
+        return self.results
+
+    def cancel_validation(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class FakeTraffic:
+    log: list
+    fail_next: int = 0
+
+    def set_candidate_share(self, stable_id: str, candidate_id: str | None, percent: float) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("routing snapshot locked")
+        self.log.append(("traffic", stable_id, candidate_id, percent))
+
+
+@dataclass
+class FakeUnloader:
+    log: list
+    instant: bool = True
+    unloaded: set = field(default_factory=set)
+    broken: bool = False
+
+    def start_unload(self, version_id: str) -> None:
+        self.log.append(("unload", version_id))
+        if self.instant:
+            self.unloaded.add(version_id)
+
+    def is_unloaded(self, version_id: str) -> bool:
+        if self.broken:
+            raise OSError("registry unreachable")
+        return version_id in self.unloaded
+
+
+@dataclass
+class FakeMemory:
+    rss: int = 1_000_000_000
+
+    def rss_bytes(self) -> int:
+        return self.rss
+
+
+@dataclass
+class FlakyStats:
+    inner: LiveStats
+    failures: int = 0
+
+    def window(self, version: str, since: float) -> WindowStats:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("stats exploded")
+        return self.inner.window(version, since)
+
+
+@dataclass
+class FakeSink:
+    events: list = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class Rig:
+    def __init__(self, cfg: GateConfig = GateConfig(check_interval_s=1.0, failed_checks_to_rollback=2)) -> None:
+        self.clock = FakeClock(start=1000.0)
+        self.log: list = []
+        self.loader, self.validator = FakeLoader(self.log), FakeValidator()
+        self.traffic, self.unloader = FakeTraffic(self.log), FakeUnloader(self.log)
+        self.live, self.memory, self.sink = LiveStats(), FakeMemory(), FakeSink()
+        self.stats = FlakyStats(self.live)
+        self.ctl = RolloutController(
+            stable_id=STABLE, loader=self.loader, validator=self.validator, traffic=self.traffic,
+            stats=self.stats, memory=self.memory, unloader=self.unloader, sink=self.sink,
+            clock=self.clock, gate_config=cfg,
+        )
+
+    def at(self, seconds: float) -> float:
+        """Advance the clock to `seconds` after traffic started, tick, and return the candidate share."""
+        self.clock.advance(self.t0 + seconds - self.clock.now())
+        return self.ctl.tick().share
+
+    def to_traffic(self, plan: Plan = DEFAULT_PLAN) -> None:
+        self.validator.results = None
+        self.ctl.start("models/mini-v2", plan, Mode.SAME_MODEL, "alice")
+        self.loader.status = LoadStatus(LoadPhase.DONE, 1.0, CAND)
+        assert self.ctl.tick().state is S.VALIDATING
+        self.validator.results = [PASS]
+        assert self.ctl.tick().state is S.ROLLING_OUT
+        self.t0 = self.clock.now()
+
+    def feed(self, version: str, n: int, latency: float, ok: bool = True) -> None:
+        for _ in range(n):
+            self.live.record(version, latency, ok, self.clock.now())
+
+    def traffic_calls(self) -> list:
+        return [entry[1:] for entry in self.log if entry[0] == "traffic"]
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.sink.events]
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return Rig()
+
+
+def test_happy_path_through_the_default_plan(rig: Rig) -> None:
+    rig.to_traffic()
+    assert rig.validator.started == [(STABLE, CAND, Mode.SAME_MODEL)]
+    assert rig.traffic_calls() == [(STABLE, CAND, 5.0)]
+    assert rig.at(10) == 5.0
+    assert rig.at(29.9) == 5.0
+    assert rig.at(30) == 5.0  # the ramp starts at the previous stage's share
+    assert rig.at(70) == pytest.approx(25.0)
+    rig.feed(STABLE, 30, 0.10)
+    rig.feed(CAND, 30, 0.10)
+    assert rig.at(75) == pytest.approx(27.5)
+    snap = rig.ctl.snapshot()
+    assert (snap.stage_index, snap.seconds_in_stage) == (1, pytest.approx(45.0))
+    assert {g.name: g.verdict for g in snap.gates} == {
+        "golden_same_model": "pass", "latency_p95": "pass", "error_rate": "pending", "memory_growth": "pass",
+    }
+    assert rig.at(119) == pytest.approx(49.5)
+    final = rig.ctl.tick(rig.t0 + 120)
+    assert final.state is S.PROMOTED and final.last_outcome == "promoted"
+    assert (final.stable_id, final.retiring_id, final.share) == (CAND, STABLE, 100.0)
+    calls = rig.traffic_calls()
+    assert calls[-2:] == [(STABLE, CAND, 100.0), (CAND, None, 0.0)]
+    assert [c[2] for c in calls[:-1]] == sorted(c[2] for c in calls[:-1])  # share only grows
+    assert [e for e in rig.log if e[0] == "unload"] == [("unload", STABLE)]
+    assert derive_status(final, model_ready=True).light is Light.GREEN
+    assert rig.kinds()[:3] == ["start", "load_ok", "validation_passed"] and rig.kinds()[-1] == "promoted"
+
+
+def test_tick_is_idempotent(rig: Rig) -> None:
+    rig.to_traffic()
+    first = rig.ctl.tick(rig.t0 + 50)
+    calls, events = len(rig.log), len(rig.sink.events)
+    second = rig.ctl.tick(rig.t0 + 50)
+    assert (len(rig.log), len(rig.sink.events)) == (calls, events)
+    assert (second.state, second.share, second.stage_index) == (first.state, first.share, first.stage_index)
+
+
+def test_a_late_tick_keeps_the_plans_schedule(rig: Rig) -> None:
+    rig.to_traffic()
+    snap = rig.ctl.tick(rig.t0 + 40)  # no tick at 30 s: the ramp still began at 30 s
+    assert (snap.stage_index, snap.share, snap.stage_started_at) == (1, pytest.approx(10.0), rig.t0 + 30)
+
+
+def test_pause_freezes_the_clock_in_stage(rig: Rig) -> None:
+    rig.to_traffic()
+    assert rig.at(40) == pytest.approx(10.0)
+    paused = rig.ctl.pause("bob")
+    assert paused.state is S.PAUSED
+    assert rig.at(400) == pytest.approx(10.0)
+    assert rig.ctl.snapshot().seconds_in_stage == pytest.approx(10.0)
+    with pytest.raises(Conflict, match="cannot pause while paused"):
+        rig.ctl.pause("bob")
+    rig.ctl.resume("bob")
+    assert rig.at(445) == pytest.approx(32.5)  # 55 s into the ramp
+    assert ("pause", "bob") in [(e.kind, e.actor) for e in rig.sink.events]
+
+
+def test_promote_now(rig: Rig) -> None:
+    rig.to_traffic()
+    rig.at(5)
+    snap = rig.ctl.promote_now("carol")
+    assert snap.state is S.PROMOTING and snap.stable_id == CAND
+    assert rig.traffic_calls()[-1] == (CAND, None, 0.0)
+    assert rig.ctl.tick().state is S.PROMOTED
+    assert rig.log[-1] == ("unload", STABLE)
+
+
+def test_promotion_waits_for_the_old_stable_to_drain(rig: Rig) -> None:
+    rig.unloader.instant = False
+    rig.to_traffic(parse_plan([{"share": 50, "seconds": 10}, {"share": 100}]))
+    snap = rig.ctl.tick(rig.t0 + 10)
+    assert snap.state is S.PROMOTING
+    assert derive_status(snap, True).banner == f"Model upgrade finishing — answers come from {CAND}; unloading {STABLE}"
+    rig.unloader.unloaded.add(STABLE)
+    assert rig.ctl.tick().state is S.PROMOTED
+
+
+def test_rollback_now_turns_red_until_acknowledged(rig: Rig) -> None:
+    rig.to_traffic()
+    rig.at(60)
+    snap = rig.ctl.rollback_now("dave")
+    assert snap.state is S.ROLLING_BACK and snap.share == 0.0
+    assert rig.log[-2:] == [("traffic", STABLE, None, 0.0), ("unload", CAND)]
+    done = rig.ctl.tick()
+    assert done.state is S.ROLLED_BACK and not done.acknowledged
+    status = derive_status(done, model_ready=True)
+    assert status.light is Light.RED
+    assert status.banner == "Last update rolled back: rolled back by dave — acknowledge in the Operator tab"
+    cleared = rig.ctl.acknowledge("dave")
+    assert cleared.state is S.IDLE and cleared.acknowledged and cleared.last_outcome == "rolled_back"
+    assert derive_status(cleared, model_ready=True) .light is Light.GREEN
+    with pytest.raises(Conflict, match="cannot acknowledge while idle"):
+        rig.ctl.acknowledge("dave")
+
+
+def test_failed_golden_gate_rolls_back_without_traffic(rig: Rig) -> None:
+    rig.ctl.start("models/mini-v2", DEFAULT_PLAN, Mode.SAME_MODEL, "alice")
+    rig.loader.status = LoadStatus(LoadPhase.DONE, 1.0, CAND)
+    rig.ctl.tick()
+    rig.validator.results = [FAIL]
+    snap = rig.ctl.tick()
+    assert snap.state is S.ROLLED_BACK
+    assert all(call[1] is None and call[2] == 0.0 for call in rig.traffic_calls())
+    assert ("unload", CAND) in rig.log
+    assert "golden-set gate failed" in snap.reason and snap.gates == (FAIL,)
+    alerts = [e for e in rig.sink.events if e.level is EventLevel.ALERT]
+    assert [e.kind for e in alerts] == ["rollback"]
+
+
+def test_failed_latency_gate_mid_stage_rolls_back(rig: Rig) -> None:
+    rig.to_traffic()
+    rig.at(5)
+    rig.feed(STABLE, 40, 0.10)
+    rig.feed(CAND, 40, 0.30)
+    assert rig.at(6) == 5.0  # first failing check: a warning, traffic held
+    assert rig.kinds()[-1] == "gate_check_failed"
+    snap = rig.ctl.tick(rig.t0 + 7)
+    assert snap.state is S.ROLLED_BACK
+    assert rig.log[-2:] == [("traffic", STABLE, None, 0.0), ("unload", CAND)]
+    alert = next(e for e in rig.sink.events if e.kind == "rollback")
+    assert alert.level is EventLevel.ALERT and "latency_p95" in alert.message
+    assert next(g for g in snap.gates if g.name == "latency_p95").failed
+
+
+def test_a_failing_check_holds_the_stage(rig: Rig) -> None:
+    rig.to_traffic()
+    rig.feed(STABLE, 40, 0.10)
+    rig.feed(CAND, 40, 0.30)
+    snap = rig.ctl.tick(rig.t0 + 30)  # stage time is up, but the check failed
+    assert (snap.state, snap.stage_index) == (S.ROLLING_OUT, 0)
+    rig.feed(CAND, 1000, 0.10)  # the candidate recovers
+    assert rig.ctl.tick(rig.t0 + 31).stage_index == 1
+
+
+def test_memory_growth_rolls_back(rig: Rig) -> None:
+    rig.to_traffic()
+    rig.memory.rss = int(1_000_000_000 * 1.10)
+    rig.at(1)
+    assert rig.ctl.tick(rig.t0 + 2).state is S.ROLLED_BACK
+    assert "memory_growth" in rig.ctl.snapshot().reason
+
+
+def test_load_failure(rig: Rig) -> None:
+    rig.ctl.start("models/huge", DEFAULT_PLAN, Mode.NEW_MODEL, "alice")
+    rig.loader.status = LoadStatus(LoadPhase.FAILED, 0.3, error="not enough memory: needs 40 GiB")
+    snap = rig.ctl.tick()
+    assert snap.state is S.FAILED and snap.last_outcome == "failed"
+    assert rig.traffic_calls() == [] and not any(e[0] == "unload" for e in rig.log)
+    status = derive_status(snap, model_ready=True)
+    assert status.light is Light.RED and "needs 40 GiB" in status.banner
+
+
+def test_loader_reusing_the_stable_id_fails_safely(rig: Rig) -> None:
+    rig.ctl.start("models/mini-v1", DEFAULT_PLAN, Mode.SAME_MODEL, "alice")
+    rig.loader.status = LoadStatus(LoadPhase.DONE, 1.0, STABLE)
+    assert rig.ctl.tick().state is S.FAILED
+    assert not any(e[0] == "unload" for e in rig.log)
+
+
+def test_cancel_during_load(rig: Rig) -> None:
+    rig.ctl.start("models/mini-v2", DEFAULT_PLAN, Mode.SAME_MODEL, "alice")
+    rig.loader.status = LoadStatus(LoadPhase.LOADING, 0.4)
+    assert derive_status(rig.ctl.tick(), True).banner == "Model upgrade: loading mini-v2 (40%)"
+    snap = rig.ctl.cancel("alice")
+    assert snap.state is S.CANCELLED and rig.loader.cancelled
+    assert derive_status(snap, True).light is Light.GREEN
+    rig.ctl.start("models/mini-v2", DEFAULT_PLAN, Mode.SAME_MODEL, "alice")
+    rig.loader.status = LoadStatus(LoadPhase.DONE, 1.0, CAND)
+    assert rig.ctl.tick().state is S.VALIDATING
+    with pytest.raises(Conflict, match="cannot cancel while validating"):
+        rig.ctl.cancel("alice")
+
+
+def test_second_start_is_refused(rig: Rig) -> None:
+    rig.ctl.start("models/mini-v2", DEFAULT_PLAN, Mode.SAME_MODEL, "alice")
+    with pytest.raises(Conflict, match="already loading .*models/mini-v2.*alice"):
+        rig.ctl.start("models/mini-v3", DEMO_PLAN, Mode.SAME_MODEL, "bob")
+    assert [e for e in rig.log if e[0] == "load"] == [("load", "models/mini-v2")]
+
+
+def test_a_refused_load_leaves_the_controller_idle(rig: Rig) -> None:
+    rig.loader.refuse = InputError("model path 'nope' does not exist")
+    with pytest.raises(InputError):
+        rig.ctl.start("nope", DEFAULT_PLAN, Mode.SAME_MODEL, "alice")
+    assert rig.ctl.snapshot().state is S.IDLE and rig.sink.events == []
+
+
+def test_tick_exception_rolls_back_and_the_loop_lives_on(rig: Rig) -> None:
+    rig.to_traffic()
+    rig.at(3)
+    rig.stats.failures = 1
+    snap = rig.ctl.tick(rig.t0 + 4)  # must not raise
+    assert snap.state is S.ROLLING_BACK
+    assert "RuntimeError: stats exploded" in snap.reason
+    assert rig.log[-2:] == [("traffic", STABLE, None, 0.0), ("unload", CAND)]
+    assert rig.ctl.tick(rig.t0 + 5).state is S.ROLLED_BACK
+    rig.ctl.acknowledge("ops")
+    rig.to_traffic()
+    assert rig.at(10) == 5.0
+
+
+def test_errors_while_draining_are_logged_once_and_retried(rig: Rig) -> None:
+    rig.to_traffic()
+    rig.unloader.broken = True
+    for second in range(1, 6):
+        assert rig.ctl.tick(rig.t0 + 30 * second).state in (S.ROLLING_OUT, S.PROMOTING)
+    assert rig.ctl.snapshot().state is S.PROMOTING
+    assert rig.kinds().count("error") == 1
+    rig.unloader.broken = False
+    assert rig.ctl.tick().state is S.PROMOTED
+
+
+def test_rollback_reverts_traffic_before_unloading_even_if_the_setter_fails(rig: Rig) -> None:
+    rig.to_traffic()
+    rig.at(2)
+    rig.traffic.fail_next = 1
+    snap = rig.ctl.rollback_now("erin")
+    assert snap.state is S.ROLLING_BACK and not any(e == ("unload", CAND) for e in rig.log)
+    snap = rig.ctl.tick()
+    assert snap.state is S.ROLLED_BACK
+    assert rig.log[-2:] == [("traffic", STABLE, None, 0.0), ("unload", CAND)]
+
+
+def test_stable_is_never_unloaded_before_promotion(rig: Rig) -> None:
+    rig.to_traffic()
+    for second in range(0, 120, 7):
+        rig.at(second)
+        assert ("unload", STABLE) not in rig.log
+    rig.at(120)
+    assert ("unload", STABLE) in rig.log
+
+
+def test_start_needs_a_stable_version() -> None:
+    rig = Rig()
+    rig.ctl = RolloutController(
+        stable_id=None, loader=rig.loader, validator=rig.validator, traffic=rig.traffic, stats=rig.live,
+        memory=rig.memory, unloader=rig.unloader, sink=rig.sink, clock=rig.clock,
+    )
+    with pytest.raises(Conflict, match="no stable version"):
+        rig.ctl.start("models/mini-v2", DEFAULT_PLAN, Mode.SAME_MODEL, "alice")
+
+
+def test_recover_from_an_interrupted_rollout(rig: Rig) -> None:
+    snap = rig.ctl.recover(InterruptedRollout("models/mini-v2", "rolling_out", started_at=900.0, actor="alice"))
+    assert snap.state is S.INTERRUPTED and snap.last_outcome == "interrupted" and not snap.acknowledged
+    status = derive_status(snap, model_ready=True)
+    assert status.light is Light.RED and "interrupted" in status.banner and "models/mini-v2" in status.banner
+    assert rig.sink.events[-1].level is EventLevel.ALERT
+    with pytest.raises(Conflict):
+        rig.ctl.recover(InterruptedRollout("models/mini-v3", "loading", started_at=901.0))
+    assert derive_status(rig.ctl.acknowledge("alice"), True).light is Light.GREEN
+
+
+def test_sink_failure_does_not_break_commands(rig: Rig) -> None:
+    def broken(event: Event) -> None:
+        raise OSError("disk full")
+
+    rig.sink.emit = broken  # type: ignore[method-assign]
+    assert rig.ctl.start("models/mini-v2", DEFAULT_PLAN, Mode.SAME_MODEL, "alice").state is S.LOADING
+    assert rig.ctl.snapshot().events[-1].kind == "start"
+
+
+def test_commands_and_ticks_from_several_threads(rig: Rig) -> None:
+    rig.to_traffic()
+    errors: list[BaseException] = []
+
+    def ticker() -> None:
+        try:
+            for _ in range(300):
+                rig.clock.advance(0.01)
+                rig.ctl.tick()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ticker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for _ in range(50):
+        try:
+            rig.ctl.pause("ops")
+            rig.ctl.resume("ops")
+        except Conflict:
+            pass
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert rig.ctl.snapshot().state is S.ROLLING_OUT

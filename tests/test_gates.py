@@ -1,0 +1,157 @@
+"""Gates (typed verdicts) and the live per-version windows they read."""
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from reranker.control.gates import (
+    GateConfig,
+    GateResult,
+    error_rate_gate,
+    golden_new_model,
+    golden_same_model,
+    latency_gate,
+    live_gates,
+    memory_gate,
+    ndcg_at_k,
+)
+from reranker.control.livestats import EMPTY_WINDOW, LiveStats, WindowStats, percentile
+from reranker.errors import InputError
+
+CFG = GateConfig()
+
+
+def window(count: int, p95: float, errors: int = 0) -> WindowStats:
+    return WindowStats(count=count, errors=errors, p50=p95 / 2, p95=p95, error_rate=errors / count if count else 0.0)
+
+
+# ----- golden gates ----------------------------------------------------------------------------
+def test_same_model_passes_within_a_thousandth() -> None:
+    result = golden_same_model([0.5, 0.9, 0.1], [0.5009, 0.9, 0.1], CFG)
+    assert result.passed and result.verdict == "pass"
+    assert result.observed == pytest.approx(0.0009)
+    assert result.threshold == 0.001
+
+
+def test_same_model_fails_on_a_score_drift() -> None:
+    result = golden_same_model([0.5, 0.9], [0.5, 0.9011], CFG)
+    assert result.failed and result.verdict == "fail"
+    assert "0.001100" in result.detail and "2 golden pairs" in result.detail
+
+
+def test_same_model_fails_on_nan() -> None:
+    assert golden_same_model([0.5], [math.nan], CFG).failed
+
+
+def test_same_model_needs_equal_lists() -> None:
+    with pytest.raises(InputError, match="3 and 2"):
+        golden_same_model([0.1, 0.2, 0.3], [0.1, 0.2], CFG)
+
+
+@pytest.mark.parametrize("candidate,passed", [(0.80, True), (0.79, True), (0.7899, False), (math.nan, False)])
+def test_new_model_may_trail_by_the_tolerance(candidate: float, passed: bool) -> None:
+    result = golden_new_model(stable_ndcg=0.80, candidate_ndcg=candidate, cfg=CFG)
+    assert result.passed is passed
+    assert result.threshold == pytest.approx(0.79)
+
+
+def test_ndcg_at_5() -> None:
+    labels = [3, 2, 0, 0, 1, 0]
+    assert ndcg_at_k([6, 5, 4, 3, 2, 1], labels, 5) == pytest.approx(0.98795, abs=1e-4)
+    assert ndcg_at_k([0.9, 0.8, 0.1, 0.1, 0.7, 0.0], labels, 5) == pytest.approx(1.0)
+    assert ndcg_at_k([1, 2], [0, 0]) == 0.0
+    with pytest.raises(InputError, match="2 and 1"):
+        ndcg_at_k([1, 2], [1])
+
+
+# ----- live gates ------------------------------------------------------------------------------
+def test_latency_is_pending_with_too_few_samples() -> None:
+    result = latency_gate(window(100, 0.1), window(CFG.latency_min_samples - 1, 9.0), CFG)
+    assert result.pending and result.passed and not result.failed
+    assert result.observed is None and f"waiting for {CFG.latency_min_samples}" in result.detail
+
+
+@pytest.mark.parametrize("candidate_p95,passed", [(0.100, True), (0.115, True), (0.1151, False)])
+def test_latency_allows_fifteen_percent_over_stable(candidate_p95: float, passed: bool) -> None:
+    result = latency_gate(window(50, 0.100), window(50, candidate_p95), CFG)
+    assert result.passed is passed and not result.pending
+    assert result.threshold == pytest.approx(0.115)
+
+
+def test_error_rate_gate() -> None:
+    assert error_rate_gate(window(99, 0.1, errors=50), CFG).pending
+    assert error_rate_gate(window(100, 0.1, errors=1), CFG).passed
+    failed = error_rate_gate(window(100, 0.1, errors=2), CFG)
+    assert failed.failed and "2 of 100" in failed.detail
+
+
+def test_memory_growth_gate() -> None:
+    base = 1_000 * 2**20
+    assert memory_gate(base, int(base * 1.05), CFG).passed
+    grown = memory_gate(base, int(base * 1.06), CFG)
+    assert grown.failed and grown.observed == pytest.approx(0.06, abs=1e-6)
+    assert memory_gate(0, base, CFG).pending
+
+
+def test_live_gates_run_only_the_named_ones() -> None:
+    results = live_gates(("memory", "latency"), window(50, 0.1), window(50, 0.1), 100, 100, CFG)
+    assert [r.name for r in results] == ["latency_p95", "memory_growth"]
+    assert live_gates((), EMPTY_WINDOW, EMPTY_WINDOW, 0, 0, CFG) == []
+
+
+def test_gate_result_is_frozen_and_serialisable() -> None:
+    result = GateResult("latency_p95", 0.2, 0.1, False, "slow")
+    assert result.to_dict() == {
+        "name": "latency_p95", "observed": 0.2, "threshold": 0.1, "passed": False,
+        "pending": False, "verdict": "fail", "detail": "slow",
+    }
+    with pytest.raises(AttributeError):
+        result.passed = True  # type: ignore[misc]
+
+
+# ----- live stats ------------------------------------------------------------------------------
+def test_percentile_nearest_rank() -> None:
+    values = [float(i) for i in range(1, 101)]
+    assert percentile(values, 50) == 50.0 and percentile(values, 95) == 95.0
+    assert percentile([], 95) == 0.0 and percentile([7.0], 95) == 7.0
+
+
+def test_window_counts_errors_and_times_successes() -> None:
+    stats = LiveStats()
+    for i in range(20):
+        stats.record("v1", latency_s=0.01 * (i + 1), ok=True, now=100.0 + i)
+    stats.record("v1", latency_s=30.0, ok=False, now=120.0)
+    w = stats.window("v1", since=100.0)
+    assert (w.count, w.errors) == (21, 1)
+    assert w.p95 == pytest.approx(0.19) and w.p50 == pytest.approx(0.10)
+    assert w.error_rate == pytest.approx(1 / 21)
+    assert stats.window("v1", since=115.0).count == 6
+    assert stats.window("nobody", since=0.0) == EMPTY_WINDOW
+
+
+def test_window_memory_is_bounded_by_age_and_count() -> None:
+    stats = LiveStats(max_age_s=10.0, max_samples=5)
+    for i in range(8):
+        stats.record("v1", 0.1, True, now=float(i))
+    assert stats.window("v1", since=0.0).count == 5
+    stats.record("v1", 0.1, True, now=100.0)
+    assert stats.window("v1", since=0.0).count == 1
+    stats.forget("v1")
+    assert stats.versions() == []
+
+
+def test_record_is_thread_safe() -> None:
+    stats = LiveStats(max_age_s=1e9, max_samples=100_000)
+
+    def hammer(version: str) -> None:
+        for i in range(2_000):
+            stats.record(version, 0.001, i % 10 != 0, now=float(i))
+
+    threads = [threading.Thread(target=hammer, args=(v,)) for v in ("a", "a", "b", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stats.window("a", 0.0).count == 4_000 and stats.window("b", 0.0).errors == 400
