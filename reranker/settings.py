@@ -47,6 +47,9 @@ class Settings:
     webhook_url: str | None = None
     request_log_rows: int = 100_000
     request_log_days: float = 30.0
+    rollout_time_scale: float = 1.0  # < 1 compresses every plan's stage times (demos, load tests)
+    replace_wait_s: float = 300.0  # how long requests queue during a replace-in-place update
+    golden_set: Path = Path("assets/examples/labelled_set.json")
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
 

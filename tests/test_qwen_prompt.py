@@ -13,12 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from reranker.content import Content, ImageItem, Pair, VideoItem  # noqa: E402
 from reranker.errors import InputError, MediaError  # noqa: E402
-from reranker.models.qwen3vl.inputs import PairEncoder  # noqa: E402
+from reranker.models.qwen3vl.inputs import PairEncoder, side_visuals  # noqa: E402
 from reranker.models.qwen3vl.prompt import render_prompt, truncate  # noqa: E402
 from reranker.models.qwen3vl.vision import (  # noqa: E402
-    patchify, prepare_image, prepare_video, smart_resize, video_frame_size,
+    patchify, patchify_still, prepare_image, prepare_video, smart_resize, video_frame_size,
 )
-from reranker.models.qwen3vl.inputs import _side_visuals  # noqa: E402
 
 HEAD = (
     "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and "
@@ -54,7 +53,7 @@ def video(times: tuple[float, ...], height: int = 256, width: int = 256) -> Vide
 
 def rendered(pair: Pair) -> str:
     cache: dict = {}
-    return render_prompt(pair, _side_visuals(pair.query, cache), _side_visuals(pair.document, cache))
+    return render_prompt(pair, side_visuals(pair.query, cache), side_visuals(pair.document, cache))
 
 
 def test_text_pair_renders_exactly():
@@ -177,11 +176,20 @@ def test_video_patch_order_matches_transformers():
     patchify_hf = getattr(video_module.Qwen3VLVideoProcessor, "patchify", None)
     if patchify_hf is None:
         pytest.skip("this transformers version has no Qwen3VLVideoProcessor.patchify")
-    frames = np.random.default_rng(1).standard_normal((4, 3, 64, 96)).astype(np.float32)
+    frames = np.random.default_rng(1).integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
     ours, grid = patchify(frames)
-    theirs, grid_t, grid_h, grid_w = patchify_hf(None, torch.from_numpy(frames)[None], 16, 2, 2)
+    normalised = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() - 127.5) / 127.5
+    theirs, grid_t, grid_h, grid_w = patchify_hf(None, normalised[None], 16, 2, 2)
     assert grid == (grid_t, grid_h, grid_w) == (2, 4, 6)
     np.testing.assert_array_equal(ours, theirs[0].numpy())
+
+
+def test_still_image_patches_equal_a_two_frame_clip():
+    frame = np.random.default_rng(2).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    still, grid = patchify_still(frame)
+    clip_patches, clip_grid = patchify(np.stack([frame, frame]))
+    assert grid == clip_grid == (1, 4, 6)
+    np.testing.assert_array_equal(still, clip_patches)
 
 
 def test_truncate_keeps_special_tokens_and_the_tail():

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 from reranker.clock import Clock
 from reranker.content import Content
+from reranker.control.controller import RolloutController
+from reranker.control.gates import GateConfig
 from reranker.control.livestats import LiveStats
 from reranker.control.policy import TrafficPolicy, validate
 from reranker.control.registry import Registry
@@ -19,12 +21,20 @@ from reranker.control.requestlog import RequestLogWriter, RequestRecord
 from reranker.control.router import RequestAttributes
 from reranker.control.store import Store
 from reranker.engine import Engine
+from reranker.evaluation import Decoders
 from reranker.errors import InputError, ModelLoadError, NotReady, RerankerError
 from reranker.media import MediaDecoder, MediaResolver
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
 from reranker.service.inputs import InputBuilder, top_results
+from reranker.service.experiments import ScoreHistory
 from reranker.service.metrics import ServiceMetrics
+from reranker.service.operator import OperatorMixin
 from reranker.service.types import CompareResult, RankedDocument, RankRequest, RankResult
+from reranker.service.replace import Admission
+from reranker.service.rollout_ports import (
+    DrainingUnloader, GoldenSetValidator, ProcessMemory, RegistryTraffic, VersionLoader, default_golden,
+)
+from reranker.service.updates import StoreSink, UpdateManager
 from reranker.service.versions import LoadJob, VersionManager
 from reranker.settings import Settings
 
@@ -39,11 +49,13 @@ class Scored:
     seconds: float
 
 
-class RerankService:
+class RerankService(OperatorMixin):
     """Owns the registry, store, engines and logs; every method is safe to call from any thread."""
 
-    def __init__(self, settings: Settings, clock: Clock, admin_token: str, rng: random.Random | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock, admin_token: str, rng: random.Random | None = None,
+                 gate_config: GateConfig | None = None) -> None:
         self.settings = settings
+        self.gate_config = gate_config or GateConfig()
         self.clock = clock
         self._admin_token = admin_token
         self._rng = rng or random.Random()
@@ -59,6 +71,30 @@ class RerankService:
         self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits), self.decoder)
         self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
         self.shadow_stats = ShadowStats()
+        self.score_history = ScoreHistory()
+        self.admission = Admission(settings.replace_wait_s)
+        self._quality: dict[str, float] = {}
+        self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
+                                     settings.webhook_url, settings.rollout_time_scale)
+
+    def _make_controller(self, stable_id: str, sink: StoreSink) -> RolloutController:
+        return RolloutController(
+            stable_id=stable_id,
+            loader=VersionLoader(self.versions_manager),
+            validator=GoldenSetValidator(self.registry, default_golden(self.settings.golden_set, self._golden_decoders()),
+                                         self.gate_config),
+            traffic=RegistryTraffic(self._swap),
+            stats=self.live,
+            memory=ProcessMemory(),
+            unloader=DrainingUnloader(self.registry, self.versions_manager),
+            sink=sink,
+            clock=self.clock,
+            gate_config=self.gate_config,
+        )
+
+    def _golden_decoders(self) -> Decoders:
+        return Decoders(image=lambda data: self.decoder.image(data, "golden set image"),
+                        video=lambda data: self.decoder.video(data, "golden set video"))
 
     # ---- start-up ------------------------------------------------------------------------
     CONFIGURED_KEY = "configured_model"
@@ -89,6 +125,7 @@ class RerankService:
         self.store.set_stable(job.version, str(job.path))
         self.store.set_setting(self.CONFIGURED_KEY, self.settings.model)
         self.store.record_event("info", "serving", f"serving {job.version} from {job.path}")
+        self.updates.attach(job.version)
 
     # ---- reading state -------------------------------------------------------------------
     def admin_token(self) -> str:
@@ -141,10 +178,11 @@ class RerankService:
         started = self.clock.monotonic()
         query, documents = self.inputs.build(request)
         request_id = uuid.uuid4().hex
-        if pinned_version is not None:
-            scored, shadow = self._score_on(pinned_version, query, documents, request.instruction), None
-        else:
-            scored, shadow = self._score_routed(request, query, documents)
+        with self.admission.admitted():
+            if pinned_version is not None:
+                scored, shadow = self._score_on(pinned_version, query, documents, request.instruction), None
+            else:
+                scored, shadow = self._score_routed(request, query, documents)
         result = self._result(request_id, scored, request.top_n, len(documents), started)
         record = self._record(request, result)
         if shadow is not None:
@@ -192,6 +230,7 @@ class RerankService:
             raise
         seconds = self.clock.monotonic() - t0
         self._count(version, seconds, ok=True, kind="", n_docs=len(documents))
+        self.score_history.add(version, scores)
         return Scored(version, scores, seconds)
 
     def _count(self, version: str, seconds: float, ok: bool, kind: str, n_docs: int) -> None:
@@ -267,6 +306,7 @@ class RerankService:
         return [vars(e) for e in self.store.recent_audit(limit)]
 
     def close(self) -> None:
+        self.updates.close()
         self._shadow_pool.shutdown(wait=True, cancel_futures=True)
         self.request_log.close()
         self.versions_manager.close_all()

@@ -52,11 +52,21 @@ class VersionManager:
         path = resolve_model_ref(ref, self._settings.models_dir)
         return model_id_for(path), path
 
-    def start_load(self, ref: str, on_done: Callable[[LoadJob], None] | None = None) -> LoadJob:
-        """Begin loading in a background thread; refuses a version already loaded or loading."""
+    def start_load(self, ref: str, on_done: Callable[[LoadJob], None] | None = None,
+                   unique: bool = False) -> LoadJob:
+        """Begin loading in a background thread.
+
+        A version id already loaded or loading is refused, or with `unique` gets a suffix
+        ("mini-v1~2"), so the same directory can be reloaded beside itself (same-model updates).
+        """
         version, path = self.resolve(ref)
         with self._lock:
-            if version in {v.id for v in self._registry.list() if v.state.value not in ("retired", "failed")}:
+            taken = {v.id for v in self._registry.list() if v.state.value not in ("retired", "failed")}
+            if unique:
+                base, n = version, 2
+                while version in taken:
+                    version, n = f"{base}~{n}", n + 1
+            if version in taken:
                 raise Conflict(f"version {version!r} is already loaded or loading; unload it first")
             self._registry.add_loading(version)
             job = LoadJob(version, path, threading.Event(), threading.Event())
@@ -65,8 +75,8 @@ class VersionManager:
         job.thread.start()
         return job
 
-    def load_now(self, ref: str) -> LoadJob:
-        job = self.start_load(ref)
+    def load_now(self, ref: str, unique: bool = False) -> LoadJob:
+        job = self.start_load(ref, unique=unique)
         job.done.wait()
         if job.error:
             raise ModelLoadError(job.error)
@@ -115,6 +125,13 @@ class VersionManager:
         with self._lock:
             self._engines.pop(version, None)
         self._store.set_version_state(version, "retired")
+
+    def close_engine(self, version: str) -> None:
+        """Release a version's memory now (replace in place: nobody can reach it any more)."""
+        with self._lock:
+            engine = self._engines.pop(version, None)
+        if engine is not None:
+            engine.close()
 
     def close_all(self) -> None:
         """Shutdown: cancel loads and close every engine this manager created."""

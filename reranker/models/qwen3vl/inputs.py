@@ -56,8 +56,8 @@ class PairEncoder:
 
     def encode(self, pair: Pair, sides: dict[str, SideVisuals] | None = None) -> EncodedPair:
         cache = {} if sides is None else sides
-        query = _side_visuals(pair.query, cache)
-        document = _side_visuals(pair.document, cache)
+        query = side_visuals(pair.query, cache)
+        document = side_visuals(pair.document, cache)
         text = render_prompt(pair, query, document)
         ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         ids = truncate(ids, self._special_ids, self._max_length)
@@ -129,7 +129,8 @@ def _merged_hw(visual: VisualInput) -> tuple[int, int]:
     return visual.grid_thw[1] // MERGE_SIZE, visual.grid_thw[2] // MERGE_SIZE
 
 
-def _side_visuals(content: Content, cache: dict[str, SideVisuals]) -> SideVisuals:
+def side_visuals(content: Content, cache: dict[str, SideVisuals]) -> SideVisuals:
+    """The preprocessed videos and images of one side, memoised in cache by content digest."""
     if content.digest not in cache:
         cache[content.digest] = SideVisuals(
             tuple(prepare_video(v) for v in content.videos),

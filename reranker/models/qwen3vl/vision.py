@@ -2,7 +2,7 @@
 
 The reference reranker resizes with qwen-vl-utils (`fetch_image` / `fetch_video`) and then calls
 the HF processor with `do_resize=False`, so the math here is:
-  smart_resize (factor 32) -> bicubic resize (PIL) -> (x - 127.5) / 127.5 -> patchify.
+  smart_resize (factor 32) -> bicubic resize (PIL) -> patchify -> (x - 127.5) / 127.5.
 `(x - 127.5) / 127.5` is what the HF fast processors compute for rescale 1/255 followed by
 normalise with mean = std = 0.5 (they fuse both into one normalise). The patch order is the one
 of Qwen2VLImageProcessor / Qwen3VLVideoProcessor: (t, h/2, w/2, 2, 2) patches, each flattened as
@@ -90,35 +90,58 @@ def video_frame_size(height: int, width: int, num_frames: int) -> tuple[int, int
     return smart_resize(height, width, min_pixels=FRAME_MIN_PIXELS, max_pixels=max_pixels)
 
 
-def normalized_chw(image: Image.Image, height: int, width: int) -> np.ndarray:
-    """Bicubic resize to (height, width), then (x - 127.5) / 127.5 as float32, channels first."""
+def resized_rgb(image: Image.Image, height: int, width: int) -> np.ndarray:
+    """Bicubic resize to (height, width) as H x W x 3 uint8."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
-    pixels = np.asarray(rgb, dtype=np.float32)
-    return ((pixels - np.float32(127.5)) / np.float32(127.5)).transpose(2, 0, 1)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def normalize(patches: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 (x - 127.5) / 127.5, i.e. rescale 1/255 then mean = std = 0.5."""
+    out = np.empty(patches.shape, dtype=np.float32)  # C order, so the caller's reshape is free
+    np.subtract(patches, np.float32(127.5), out=out, dtype=np.float32)
+    out /= np.float32(127.5)
+    return out
 
 
 def patchify(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """(T, 3, H, W) with T even -> ((T/2 * H/16 * W/16), 1536) patches in HF order, and grid_thw."""
-    count, channels, height, width = frames.shape
+    """(T, H, W, 3) uint8 with T even -> normalised ((T/2 * H/16 * W/16), 1536) patches, grid_thw.
+
+    Patches are (t, h/2, w/2, 2, 2) in HF order, each flattened as (channel, temporal, 16, 16);
+    reordering the uint8 pixels before normalising is the same math with a quarter of the copying.
+    """
+    count, height, width, channels = frames.shape
     grid_t, grid_h, grid_w = count // TEMPORAL_PATCH, height // PATCH_SIZE, width // PATCH_SIZE
     patches = frames.reshape(
-        grid_t, TEMPORAL_PATCH, channels,
+        grid_t, TEMPORAL_PATCH,
         grid_h // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE,
         grid_w // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE,
+        channels,
     )
-    patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    flat = np.ascontiguousarray(patches).reshape(grid_t * grid_h * grid_w, PATCH_DIM)
+    patches = patches.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7)
+    flat = normalize(patches).reshape(grid_t * grid_h * grid_w, PATCH_DIM)
     return flat, (grid_t, grid_h, grid_w)
+
+
+def patchify_still(frame: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """patchify() of one H x W x 3 frame repeated twice, without copying the repeat beforehand."""
+    height, width, channels = frame.shape
+    grid_h, grid_w = height // PATCH_SIZE, width // PATCH_SIZE
+    patches = frame.reshape(
+        grid_h // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, grid_w // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, channels
+    )
+    patches = patches.transpose(0, 3, 1, 4, 6, 2, 5)[:, :, :, :, :, None]
+    patches = np.broadcast_to(patches, (*patches.shape[:5], TEMPORAL_PATCH, PATCH_SIZE, PATCH_SIZE))
+    return normalize(patches).reshape(grid_h * grid_w, PATCH_DIM), (1, grid_h, grid_w)
 
 
 def prepare_image(item: ImageItem) -> VisualInput:
     """An image as one temporal patch (the frame repeated twice)."""
     width, height = item.image.size
     target_h, target_w = smart_resize(height, width)
-    frame = normalized_chw(item.image, target_h, target_w)
-    pixel_values, grid = patchify(np.stack([frame, frame]))
+    pixel_values, grid = patchify_still(resized_rgb(item.image, target_h, target_w))
     return VisualInput(pixel_values, grid)
 
 
@@ -136,7 +159,7 @@ def prepare_video(item: VideoItem) -> VisualInput:
         times.append(times[-1])
     height, width = frames[0].shape[:2]
     target_h, target_w = video_frame_size(height, width, len(frames))
-    stacked = np.stack([normalized_chw(_frame_image(f, item.digest), target_h, target_w) for f in frames])
+    stacked = np.stack([resized_rgb(_frame_image(f, item.digest), target_h, target_w) for f in frames])
     pixel_values, grid = patchify(stacked)
     pair_times = tuple((times[i] + times[i + 1]) / 2 for i in range(0, len(times), TEMPORAL_PATCH))
     return VisualInput(pixel_values, grid, pair_times)

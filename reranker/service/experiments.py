@@ -1,0 +1,85 @@
+"""The Experiments view: per-version evidence and the promote / keep stable / inconclusive verdict."""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+LATENCY_LIMIT = 0.15  # candidate P95 may be at most 15% slower
+QUALITY_GAIN = 0.03  # candidate NDCG@5 must be at least 3% better to promote
+MEMORY_LIMIT = 0.50  # candidate may hold at most 50% more memory
+ERROR_LIMIT = 0.01  # candidate error rate at most 1%
+MIN_REQUESTS = 20  # fewer live requests than this on either side: inconclusive
+
+
+class ScoreHistory:
+    """The most recent scores each version returned (for the score-distribution plot)."""
+
+    def __init__(self, per_version: int = 2000) -> None:
+        self._per_version = per_version
+        self._scores: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, version: str, scores: Sequence[float]) -> None:
+        with self._lock:
+            self._scores.setdefault(version, deque(maxlen=self._per_version)).extend(scores)
+
+    def snapshot(self) -> dict[str, list[float]]:
+        with self._lock:
+            return {version: list(values) for version, values in self._scores.items()}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What is known of one version for the decision."""
+
+    version: str
+    requests: int
+    error_rate: float
+    p95_ms: float | None
+    bytes_in_memory: int | None
+    ndcg: float | None
+
+
+def _row(criterion: str, observed: float | None, threshold: str, passed: bool | None, detail: str) -> dict[str, Any]:
+    return {"criterion": criterion, "observed": observed, "threshold": threshold,
+            "passed": passed, "detail": detail}
+
+
+def decide(stable: Evidence, candidate: Evidence) -> dict[str, Any]:
+    """Rows of the decision table and the verdict. A row's passed is None when undecidable."""
+    rows = []
+    enough = stable.requests >= MIN_REQUESTS and candidate.requests >= MIN_REQUESTS
+    if enough and stable.p95_ms and candidate.p95_ms is not None:
+        change = candidate.p95_ms / stable.p95_ms - 1.0
+        rows.append(_row("latency P95 change", change, f"<= +{LATENCY_LIMIT:.0%}", change <= LATENCY_LIMIT,
+                         f"{candidate.p95_ms:.1f} ms vs {stable.p95_ms:.1f} ms"))
+    else:
+        rows.append(_row("latency P95 change", None, f"<= +{LATENCY_LIMIT:.0%}", None,
+                         f"needs {MIN_REQUESTS} requests on each version "
+                         f"({stable.requests} / {candidate.requests} so far)"))
+    if stable.ndcg is not None and candidate.ndcg is not None and stable.ndcg > 0:
+        gain = candidate.ndcg / stable.ndcg - 1.0
+        rows.append(_row("quality change (NDCG@5, labelled set)", gain, f">= +{QUALITY_GAIN:.0%}",
+                         gain >= QUALITY_GAIN, f"{candidate.ndcg:.3f} vs {stable.ndcg:.3f}"))
+    else:
+        rows.append(_row("quality change (NDCG@5, labelled set)", None, f">= +{QUALITY_GAIN:.0%}", None,
+                         "not measured"))
+    if stable.bytes_in_memory and candidate.bytes_in_memory is not None:
+        growth = candidate.bytes_in_memory / stable.bytes_in_memory - 1.0
+        rows.append(_row("memory change", growth, f"<= +{MEMORY_LIMIT:.0%}", growth <= MEMORY_LIMIT,
+                         f"{candidate.bytes_in_memory / 2**20:.0f} MiB vs {stable.bytes_in_memory / 2**20:.0f} MiB"))
+    if candidate.requests >= MIN_REQUESTS:
+        rows.append(_row("error rate", candidate.error_rate, f"<= {ERROR_LIMIT:.0%}",
+                         candidate.error_rate <= ERROR_LIMIT, f"{candidate.requests} requests"))
+    else:
+        rows.append(_row("error rate", None, f"<= {ERROR_LIMIT:.0%}", None,
+                         f"{candidate.requests} requests so far"))
+    if any(r["passed"] is False for r in rows):
+        verdict = "keep stable"
+    elif all(r["passed"] is True for r in rows):
+        verdict = "promote"
+    else:
+        verdict = "inconclusive"
+    return {"verdict": verdict, "rows": rows, "stable": stable.version, "candidate": candidate.version}

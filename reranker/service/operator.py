@@ -1,0 +1,149 @@
+"""Operator and experiment actions of the facade (credentials checked by the callers' front end)."""
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any, Sequence
+
+from reranker.control.requeststats import shadow_stats, latency_series, version_stats
+from reranker.errors import InsufficientMemory, NotFound, RerankerError
+from reranker.evaluation import build_content, load_labelled_set, ndcg_at_k
+from reranker.models.loading import estimate_footprint
+from reranker.models.memory import SystemMemoryProbe
+from reranker.models.registry import detect_backend, resolve_model_ref
+from reranker.service.experiments import Evidence, decide
+from reranker.service.replace import replace_in_place
+
+if TYPE_CHECKING:
+    from reranker.service.core import RerankService
+
+SWAP_HEADROOM = 0.9  # use at most 90% of the free memory for the candidate
+
+
+class OperatorMixin:
+    """Mixed into RerankService: hot updates, versions side by side, traffic, experiments."""
+
+    def check_admin(self: "RerankService", token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(token.strip(), self.admin_token())
+
+    def known_model_dirs(self: "RerankService") -> list[str]:
+        root = self.settings.models_dir
+        if not root.is_dir():
+            return []
+        return sorted(str(p) for p in root.iterdir()
+                      if p.is_dir() and ((p / "reranker.json").exists() or (p / "config.json").exists()))
+
+    def status(self: "RerankService") -> dict[str, Any]:
+        return self.updates.status(self.is_ready())
+
+    def submit_update(self: "RerankService", path: str, plan: str | Sequence[Any] | None = None,
+                      mode: str | None = None, actor: str = "operator", force_replace: bool = False) -> int:
+        try:
+            self.check_room(path)
+        except InsufficientMemory as exc:
+            if not force_replace:
+                self.store.record_audit(actor, "hot_update", path, "refused", str(exc))
+                raise
+            return replace_in_place(self, path, actor)
+        return self.updates.submit(path, plan, mode, actor)
+
+    def check_room(self: "RerankService", ref: str) -> None:
+        """Refuse before anything changes when the candidate cannot fit beside the stable version."""
+        path = resolve_model_ref(ref, self.settings.models_dir)
+        backend = detect_backend(path)
+        probe = SystemMemoryProbe()
+        on_gpu = self.settings.device != "cpu" and bool(probe.gpus())
+        dtype = backend.supported_dtypes("cuda" if on_gpu else "cpu")[0]
+        need = estimate_footprint(path, dtype)
+        free = max((g.free_bytes for g in probe.gpus()), default=0) if on_gpu else probe.host_available_bytes()
+        if need > free * SWAP_HEADROOM:
+            raise InsufficientMemory(
+                f"the candidate {path.name} needs ~{need / 2**30:.1f} GiB in {dtype} but only "
+                f"{free / 2**30:.1f} GiB is free beside the serving version: both cannot be loaded at once. "
+                "Re-submit with force_replace=true to replace in place (requests queue while it loads).")
+
+    def rollout_command(self: "RerankService", command: str, actor: str = "operator") -> None:
+        self.updates.command(command, actor)
+
+    def load_version(self: "RerankService", path: str, actor: str = "operator") -> str:
+        try:
+            self.check_room(path)
+            job = self.versions_manager.start_load(path)
+        except RerankerError as exc:
+            self.store.record_audit(actor, "load_version", path, "refused", str(exc))
+            raise
+        self.store.record_audit(actor, "load_version", path, "started", job.version)
+        return job.version
+
+    def unload_version(self: "RerankService", version: str, actor: str = "operator") -> None:
+        try:
+            self.versions_manager.unload(version)
+        except RerankerError as exc:
+            self.store.record_audit(actor, "unload_version", version, "refused", str(exc))
+            raise
+        self.store.record_audit(actor, "unload_version", version, "ok", "")
+
+    def start_rollout_of(self: "RerankService", version: str, actor: str = "operator",
+                         plan: str | None = "default") -> int:
+        """Roll out a version already loaded beside the stable one, by reloading its directory."""
+        info = next((v for v in self.versions() if v["id"] == version), None)
+        if info is None or not info.get("path"):
+            raise NotFound(f"version {version!r} is not loaded")
+        return self.updates.submit(info["path"], plan, "new-model", actor)
+
+    # ---- experiments ---------------------------------------------------------------------
+    def quality(self: "RerankService", version: str) -> float:
+        """Mean NDCG@5 of a loaded version on the labelled set (cached per version)."""
+        if version in self._quality:
+            return self._quality[version]
+        labelled = load_labelled_set(self.settings.golden_set)
+        decoders = self._golden_decoders()
+        docs = [build_content(spec, labelled.root, decoders) for spec in labelled.documents.values()]
+        ids = list(labelled.documents)
+        values = []
+        with self.registry.acquire(version) as engine:
+            for q in labelled.queries:
+                scores = engine.score(build_content(q.query, labelled.root, decoders), docs)
+                values.append(ndcg_at_k(scores, [q.relevance.get(d, 0) for d in ids], labelled.k))
+        self._quality[version] = sum(values) / len(values)
+        return self._quality[version]
+
+    def experiment_report(self: "RerankService", window_s: float = 600.0, candidate: str | None = None) -> dict[str, Any]:
+        self.request_log.flush(timeout_s=2.0)
+        now = self.clock.now()
+        since = now - window_s
+        stats = {s.version: s for s in version_stats(self.store, since)}
+        loaded = {v["id"]: v for v in self.versions() if v["state"] in ("ready", "serving")}
+        rows = []
+        for version in sorted(set(stats) | set(loaded)):
+            s, v = stats.get(version), loaded.get(version, {})
+            rows.append({
+                "version": version, "requests": s.count if s else 0, "errors": s.errors if s else 0,
+                "error_rate": (s.errors / s.count) if s and s.count else 0.0,
+                "p50_ms": s.p50_ms if s else None, "p95_ms": s.p95_ms if s else None,
+                "observed_share": s.share if s else 0.0, "configured_share": v.get("share", 0.0),
+                "bytes_in_memory": v.get("bytes_in_memory"), "loaded": version in loaded,
+            })
+        series = [vars(p) for p in latency_series(self.store, since, bucket_s=max(5.0, window_s / 60))]
+        report = {
+            "window_s": window_s, "versions": rows, "series": series,
+            "scores": self.score_history.snapshot(),
+            "shadow": [vars(s) for s in shadow_stats(self.store, since)],
+            "shadow_live": self.shadow_stats.summary(),
+            "decision": None,
+        }
+        stable = self.stable_version()
+        others = [r for r in rows if r["loaded"] and r["version"] != stable]
+        if candidate is None and others:
+            candidate = max(others, key=lambda r: (r["requests"], r["version"]))["version"]
+        if stable and candidate and candidate in loaded:
+            report["decision"] = decide(self._evidence(stable, rows), self._evidence(candidate, rows))
+        return report
+
+    def _evidence(self: "RerankService", version: str, rows: list[dict[str, Any]]) -> Evidence:
+        row = next(r for r in rows if r["version"] == version)
+        try:
+            ndcg: float | None = self.quality(version)
+        except RerankerError:
+            ndcg = None
+        return Evidence(version, row["requests"], row["error_rate"], row["p95_ms"], row["bytes_in_memory"], ndcg)
+

@@ -1,0 +1,211 @@
+"""Hot updates: the rollout controller, its tick loop, and what it records in the store."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.request
+from typing import Any, Callable, Sequence
+
+from reranker.clock import Clock
+from reranker.control.controller import RolloutController
+from reranker.control.plans import Mode, parse_mode, resolve_plan
+from reranker.control.ports import Event, EventLevel, InterruptedRollout
+from reranker.control.rollout import TERMINAL, RolloutState
+from reranker.control.runstate import ControllerSnapshot
+from reranker.control.status import derive_status
+from reranker.control.store import Store
+from reranker.errors import Conflict, InputError, NotReady
+from reranker.service.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+COMMANDS = ("pause", "resume", "promote", "rollback", "acknowledge", "cancel")
+
+
+class StoreSink:
+    """EventSink: every event goes to the store; alerts also go to the webhook (in a thread)."""
+
+    def __init__(self, store: Store, webhook_url: str | None, rollout_id: Callable[[], int | None]) -> None:
+        self._store = store
+        self._webhook_url = webhook_url
+        self._rollout_id = rollout_id
+
+    def emit(self, event: Event) -> None:
+        self._store.record_event(event.level.value, event.kind, event.message, self._rollout_id())
+        if event.level is EventLevel.ALERT:
+            log.warning("ALERT %s: %s", event.kind, event.message)
+            if self._webhook_url:
+                threading.Thread(target=_post_json, args=(self._webhook_url, event.to_dict()), daemon=True).start()
+
+
+def _post_json(url: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except OSError as exc:
+        log.warning("alert webhook %s failed: %s", url, exc)
+
+
+class UpdateManager:
+    """Owns the controller once a stable version serves; drives tick(); persists what happens."""
+
+    def __init__(self, store: Store, metrics: ServiceMetrics, clock: Clock,
+                 make_controller: Callable[[str, StoreSink], RolloutController],
+                 webhook_url: str | None, time_scale: float = 1.0, tick_s: float = 0.25) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._make_controller = make_controller
+        self._sink = StoreSink(store, webhook_url, lambda: self._rollout_id)
+        self._time_scale = time_scale
+        self._tick_s = tick_s
+        self._controller: RolloutController | None = None
+        self._rollout_id: int | None = None
+        self._seen_state: RolloutState | None = None
+        self._seen_gates: set[tuple] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def attach(self, stable_id: str) -> None:
+        """Create the controller for the serving version; record rollouts a crash interrupted."""
+        controller = self._make_controller(stable_id, self._sink)
+        interrupted = self._store.open_rollouts()
+        for record in interrupted:
+            self._store.finish_rollout(record.id, "interrupted", "interrupted",
+                                       f"the service stopped while the rollout was {record.state}")
+        if interrupted:
+            last = interrupted[-1]
+            self._rollout_id = last.id
+            controller.recover(InterruptedRollout(last.candidate_path, last.state, last.started_at,
+                                                  last.actor, last.candidate))
+        self._controller = controller
+        self._seen_state = controller.snapshot().state
+        self._thread = threading.Thread(target=self._loop, name="rollout-tick", daemon=True)
+        self._thread.start()
+
+    def rebase(self, stable_id: str) -> None:
+        """A new stable version serves (replaced in place): start a fresh controller on it."""
+        self._controller = self._make_controller(stable_id, self._sink)
+        self._seen_state = None
+
+    def is_idle(self) -> bool:
+        snap = self.snapshot()
+        return snap is None or snap.state is RolloutState.IDLE or snap.state in TERMINAL
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._tick_s):
+            self.tick()
+
+    def tick(self) -> ControllerSnapshot:
+        controller = self._require()
+        snap = controller.tick(self._clock.now())
+        self._observe(snap)
+        return snap
+
+    # ---- commands --------------------------------------------------------------------------
+    def submit(self, path: str, plan: str | Sequence[Any] | None, mode: str | None, actor: str) -> int:
+        controller = self._require()
+        try:
+            parsed_plan = resolve_plan(plan if plan is not None else "default", self._time_scale)
+            parsed_mode = parse_mode(mode) if mode else Mode.NEW_MODEL
+            stable = controller.snapshot().stable_id or ""
+            with self._lock:
+                snap = controller.start(path, parsed_plan, parsed_mode, actor)
+                self._rollout_id = self._store.start_rollout(
+                    path, stable, {"name": parsed_plan.name, "stages": parsed_plan.to_list()},
+                    parsed_mode.value, snap.state.value, actor)
+                self._seen_gates = set()
+        except (InputError, Conflict) as exc:
+            self._store.record_audit(actor, "hot_update", path, "refused", str(exc))
+            raise
+        self._store.record_audit(actor, "hot_update", path, "started",
+                                 f"rollout {self._rollout_id}, plan {parsed_plan.name}, mode {parsed_mode.value}")
+        self._metrics.rollout_state.set(1)
+        self._observe(snap)
+        return self._rollout_id
+
+    def command(self, name: str, actor: str) -> None:
+        controller = self._require()
+        actions = {
+            "pause": controller.pause, "resume": controller.resume, "promote": controller.promote_now,
+            "rollback": controller.rollback_now, "acknowledge": controller.acknowledge, "cancel": controller.cancel,
+        }
+        if name not in actions:
+            raise InputError(f"rollout command must be one of {', '.join(COMMANDS)}, got {name!r}")
+        try:
+            snap = actions[name](actor)
+        except Conflict as exc:
+            self._store.record_audit(actor, name, self._target(), "refused", str(exc))
+            raise
+        self._store.record_audit(actor, name, self._target(), "ok", snap.state.value)
+        self._observe(snap)
+
+    def _target(self) -> str:
+        snap = self._require().snapshot()
+        return snap.candidate_id or snap.candidate_path or "rollout"
+
+    # ---- reading -------------------------------------------------------------------------
+    def snapshot(self) -> ControllerSnapshot | None:
+        return self._controller.snapshot() if self._controller else None
+
+    def status(self, model_ready: bool) -> dict[str, Any]:
+        snap = self.snapshot()
+        if snap is None:
+            return {"light": "red" if not model_ready else "yellow", "state": "starting",
+                    "banner": "Loading the first model version…", "stable": None, "candidate": None,
+                    "stage": None, "share": 0.0, "gates": [], "events": [], "rollout_id": None}
+        status = derive_status(snap, model_ready).to_dict()
+        return {
+            **status,
+            "stable": snap.stable_id,
+            "candidate": snap.candidate_id,
+            "candidate_path": snap.candidate_path,
+            "stage": status.get("progress"),
+            "share": snap.share,
+            "mode": snap.mode.value if snap.mode else None,
+            "plan": {"name": snap.plan.name, "stages": snap.plan.to_list()} if snap.plan else None,
+            "gates": [g.to_dict() for g in snap.gates],
+            "events": [e.to_dict() for e in reversed(snap.events)][:50],
+            "last_outcome": snap.last_outcome,
+            "reason": snap.reason,
+            "rollout_id": self._rollout_id,
+        }
+
+    def _require(self) -> RolloutController:
+        if self._controller is None:
+            raise NotReady("no stable model version is serving yet; hot updates start once one does")
+        return self._controller
+
+    # ---- persistence ---------------------------------------------------------------------
+    def _observe(self, snap: ControllerSnapshot) -> None:
+        """Record state changes, new gate results and the outcome of the current rollout."""
+        with self._lock:
+            rollout_id = self._rollout_id
+            if rollout_id is None:
+                return
+            for gate in snap.gates:
+                key = (gate.name, gate.observed, gate.passed, gate.pending)
+                if key not in self._seen_gates and not gate.pending:
+                    self._seen_gates.add(key)
+                    self._store.record_gate(rollout_id, gate.name, gate.observed, gate.threshold, gate.passed, gate.detail)
+            if snap.state is self._seen_state:
+                return
+            self._seen_state = snap.state
+            if snap.state in TERMINAL and snap.state is not RolloutState.INTERRUPTED:
+                outcome = snap.last_outcome or snap.state.value
+                self._store.finish_rollout(rollout_id, snap.state.value, outcome, snap.reason or None)
+                self._metrics.rollouts.labels(outcome).inc()
+                self._metrics.rollout_state.set(0)
+                if snap.state is RolloutState.PROMOTED and snap.candidate_path:
+                    self._store.set_stable(snap.stable_id or "", snap.candidate_path)
+            elif snap.state is not RolloutState.IDLE:
+                self._store.update_rollout_state(rollout_id, snap.state.value, snap.candidate_id)
+

@@ -1,0 +1,59 @@
+"""Compare tab: one query ranked by two versions side by side, rank changes marked."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from reranker.errors import InputError, RerankerError
+from reranker.service import RerankService
+from ui.documents import document_editor, example_buttons, previews, query_inputs
+from ui.entries import Entry, entry, rank_request
+from ui.examples import load_examples
+from ui.render import compare_html, error_html, note_html
+
+
+def default_pair(usable: list[str], stable: str | None) -> tuple[str | None, str | None]:
+    """A = the stable version, B = the first other usable version."""
+    first = stable if stable in usable else (usable[0] if usable else None)
+    second = next((v for v in usable if v != first), None)
+    return first, second
+
+
+def build_compare_tab(service: RerankService) -> None:
+    def refresh_versions() -> tuple[Any, Any]:
+        usable = service.usable_versions()
+        a, b = default_pair(usable, service.stable_version())
+        return gr.Dropdown(choices=usable, value=a), gr.Dropdown(choices=usable, value=b)
+
+    def compare(version_a: str | None, version_b: str | None, text: str, image: str | None, video: str | None,
+                documents: tuple[Entry, ...], top_k: float | None, request: gr.Request,
+                progress: gr.Progress = gr.Progress()) -> str:
+        try:
+            if not version_a or not version_b:
+                raise InputError("choose two versions to compare (load a second one in the Operator tab)")
+            progress(0.2, desc=f"Ranking with {version_a} and {version_b}")
+            ranked = rank_request(entry(text, image, video), documents, None, top_k, request.session_hash)
+            result = service.compare(ranked, (version_a, version_b))
+        except RerankerError as exc:
+            gr.Warning(str(exc))
+            return error_html(str(exc))
+        return compare_html(result, previews(documents))
+
+    with gr.Tab("Compare", id="compare") as tab:
+        with gr.Row():
+            version_a = gr.Dropdown(label="Version A", choices=[], elem_id="cmp-version-a")
+            version_b = gr.Dropdown(label="Version B", choices=[], elem_id="cmp-version-b")
+            top_k = gr.Number(label="Top-k for rank changes (empty = 10)", value=None, precision=0, minimum=1)
+            reload = gr.Button("↻ versions", size="sm", elem_id="cmp-refresh")
+        with gr.Row():
+            with gr.Column(scale=1):
+                query = query_inputs("cmp")
+                editor = document_editor("cmp")
+                run = gr.Button("Compare", variant="primary", elem_id="cmp-run")
+            with gr.Column(scale=1):
+                example_buttons("cmp", load_examples(), query, editor)
+                output = gr.HTML(note_html("The two rankings appear here."), elem_id="cmp-results")
+    gr.on([tab.select, reload.click], refresh_versions, None, [version_a, version_b])
+    gr.on(None, refresh_versions, None, [version_a, version_b])
+    run.click(compare, [version_a, version_b, *query.components(), editor.state, top_k], [output])
