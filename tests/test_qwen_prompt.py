@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,7 +17,7 @@ from reranker.errors import InputError, MediaError  # noqa: E402
 from reranker.models.qwen3vl.inputs import PairEncoder, side_visuals  # noqa: E402
 from reranker.models.qwen3vl.prompt import render_prompt, truncate  # noqa: E402
 from reranker.models.qwen3vl.vision import (  # noqa: E402
-    patchify, patchify_still, prepare_image, prepare_video, smart_resize, video_frame_size,
+    normalize, patchify, patchify_still, prepare_image, prepare_video, smart_resize, video_frame_size,
 )
 
 HEAD = (
@@ -167,19 +168,18 @@ def test_image_pixels_match_transformers_processor():
     hf = Processor(patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     out = hf(images=[item.image], do_resize=False, return_tensors="np")
     assert tuple(out["image_grid_thw"][0]) == ours.grid_thw == (1, 6, 10)
-    np.testing.assert_allclose(ours.pixel_values, out["pixel_values"], atol=1e-6)
+    np.testing.assert_allclose(normalize(torch.from_numpy(ours.pixel_values)).numpy(), out["pixel_values"], atol=1e-6)
 
 
 def test_video_patch_order_matches_transformers():
-    torch = pytest.importorskip("torch")
     video_module = pytest.importorskip("transformers.models.qwen3_vl.video_processing_qwen3_vl")
     patchify_hf = getattr(video_module.Qwen3VLVideoProcessor, "patchify", None)
     if patchify_hf is None:
         pytest.skip("this transformers version has no Qwen3VLVideoProcessor.patchify")
     frames = np.random.default_rng(1).integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
     ours, grid = patchify(frames)
-    normalised = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() - 127.5) / 127.5
-    theirs, grid_t, grid_h, grid_w = patchify_hf(None, normalised[None], 16, 2, 2)
+    channels_first = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+    theirs, grid_t, grid_h, grid_w = patchify_hf(None, channels_first[None], 16, 2, 2)
     assert grid == (grid_t, grid_h, grid_w) == (2, 4, 6)
     np.testing.assert_array_equal(ours, theirs[0].numpy())
 

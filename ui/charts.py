@@ -147,19 +147,34 @@ def shadow_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return f'<table class="rr-table" data-testid="shadow">{head}{body}</table>'
 
 
+def _verdict_cell(passed: Any) -> tuple[str, str]:
+    if passed is None:
+        return "unknown", "?"
+    return ("true", "✔") if passed else ("false", "✘")
+
+
+def _observed(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3g}" if isinstance(value, float) else escape(str(value))
+
+
 def decision_html(decision: Mapping[str, Any]) -> str:
     verdict = str(decision.get("verdict") or "inconclusive")
-    rows = "".join(
-        f'<tr data-criterion="{attr(r.get("criterion", ""))}" data-passed="{str(bool(r.get("passed"))).lower()}">'
-        f'<td>{escape(str(r.get("criterion")))}</td><td>{escape(str(r.get("observed")))}</td>'
-        f'<td>{escape(str(r.get("threshold")))}</td><td>{"✔" if r.get("passed") else "✘"}</td></tr>'
-        for r in decision.get("rows") or ()
-    )
-    head = "<tr><th>criterion</th><th>observed</th><th>threshold</th><th>passed</th></tr>"
+    rows = []
+    for row in decision.get("rows") or ():
+        passed, mark = _verdict_cell(row.get("passed"))
+        rows.append(
+            f'<tr data-criterion="{attr(row.get("criterion", ""))}" data-passed="{passed}">'
+            f'<td>{escape(str(row.get("criterion")))}</td><td>{_observed(row.get("observed"))}</td>'
+            f'<td>{escape(str(row.get("threshold", "")))}</td><td>{mark}</td>'
+            f'<td>{escape(str(row.get("detail") or ""))}</td></tr>'
+        )
+    head = "<tr><th>criterion</th><th>observed</th><th>threshold</th><th>passed</th><th>detail</th></tr>"
     return (
         f'<div class="rr-decision" data-testid="decision" data-verdict="{attr(verdict)}"'
         f' data-candidate="{attr(decision.get("candidate") or "")}">'
         f'<div class="rr-verdict rr-verdict-{attr(verdict.replace(" ", "-"))}">Verdict: <b>{escape(verdict)}</b>'
         f' (candidate {escape(str(decision.get("candidate") or "—"))} vs stable {escape(str(decision.get("stable") or "—"))})</div>'
-        f'<table class="rr-table">{head}{rows}</table></div>'
+        f'<table class="rr-table">{head}{"".join(rows)}</table></div>'
     )

@@ -11,6 +11,7 @@ from ui.documents import document_editor, example_buttons, previews, query_input
 from ui.entries import Entry, entry, rank_request
 from ui.examples import load_examples
 from ui.render import compare_html, error_html, note_html
+from ui.style import html_view
 
 
 def default_pair(usable: list[str], stable: str | None) -> tuple[str | None, str | None]:
@@ -44,7 +45,7 @@ def build_compare_tab(service: RerankService) -> None:
         with gr.Row():
             version_a = gr.Dropdown(label="Version A", choices=[], elem_id="cmp-version-a")
             version_b = gr.Dropdown(label="Version B", choices=[], elem_id="cmp-version-b")
-            top_k = gr.Number(label="Top-k for rank changes (empty = 10)", value=None, precision=0, minimum=1)
+            top_k = gr.Number(label="Top-k for rank changes", value=10, precision=0, elem_id="cmp-top-k")
             reload = gr.Button("↻ versions", size="sm", elem_id="cmp-refresh")
         with gr.Row():
             with gr.Column(scale=1):
@@ -53,7 +54,7 @@ def build_compare_tab(service: RerankService) -> None:
                 run = gr.Button("Compare", variant="primary", elem_id="cmp-run")
             with gr.Column(scale=1):
                 example_buttons("cmp", load_examples(), query, editor)
-                output = gr.HTML(note_html("The two rankings appear here."), elem_id="cmp-results")
+                output = html_view(note_html("The two rankings appear here."), elem_id="cmp-results")
     gr.on([tab.select, reload.click], refresh_versions, None, [version_a, version_b])
     gr.on(None, refresh_versions, None, [version_a, version_b])
     run.click(compare, [version_a, version_b, *query.components(), editor.state, top_k], [output])

@@ -11,6 +11,7 @@ from ui.entries import Entry, add_bulk, add_one
 from ui.examples import Example
 from ui.media import preview
 from ui.render import Preview, documents_html
+from ui.style import html_view
 
 MEDIA_TYPES = ["image", "video"]
 
@@ -84,7 +85,7 @@ def document_editor(prefix: str) -> DocumentEditor:
             image = gr.Image(label="Document image", type="filepath", sources=["upload", "clipboard"], height=120)
             video = gr.Video(label="Document video", sources=["upload"], height=120)
         add = gr.Button("Add document", elem_id=f"{prefix}-add-one")
-    listing = gr.HTML(listing_of(()), elem_id=f"{prefix}-documents")
+    listing = html_view(listing_of(()), elem_id=f"{prefix}-documents")
     with gr.Row():
         remove = gr.Button("Remove last", size="sm")
         clear = gr.Button("Clear documents", size="sm", elem_id=f"{prefix}-clear")

@@ -9,6 +9,7 @@ from ui.documents import document_editor, example_buttons, previews, query_input
 from ui.entries import Entry, entry, rank_request
 from ui.examples import load_examples
 from ui.render import error_html, note_html, results_html
+from ui.style import html_view
 
 
 def build_playground_tab(service: RerankService) -> None:
@@ -32,11 +33,10 @@ def build_playground_tab(service: RerankService) -> None:
                 editor = document_editor("pg")
                 with gr.Accordion("Options", open=False):
                     instruction = gr.Textbox(label="Instruction (optional)", elem_id="pg-instruction")
-                    top_n = gr.Number(label="Top-n (empty = all)", value=None, precision=0, minimum=1,
-                                      elem_id="pg-top-n")
+                    top_n = gr.Number(label="Top-n (0 = all)", value=0, precision=0, elem_id="pg-top-n")
                 rank_button = gr.Button("Rank", variant="primary", elem_id="pg-rank")
             with gr.Column(scale=1):
                 gr.Markdown("**Examples** — one click loads a query and its documents")
                 example_buttons("pg", load_examples(), query, editor, extra=[instruction])
-                results = gr.HTML(note_html("Results appear here."), elem_id="pg-results")
+                results = html_view(note_html("Results appear here."), elem_id="pg-results")
     rank_button.click(rank, [*query.components(), editor.state, instruction, top_n], [results])

@@ -190,7 +190,6 @@ class RolloutController:
             self._move(now, T.LOAD_FAILED, "load_failed", self._reason, EventLevel.ALERT)
             return True
         run.candidate_id = status.version_id
-        run.baseline_rss = self._memory.rss_bytes()
         self._validator.start_validation(self._stable_id or "", run.candidate_id, run.mode)
         self._move(now, T.LOAD_OK, "load_ok", f"{run.candidate_id} loaded; checking it on the golden set")
         return True
@@ -206,6 +205,9 @@ class RolloutController:
             self._rollback(now, T.VALIDATION_FAILED, f"golden-set gate failed: {why}", EventLevel.ALERT)
             return True
         self._move(now, T.VALIDATION_PASSED, "validation_passed", "golden-set gate passed; sending traffic")
+        # Memory growth is watched from the start of traffic: loading and the golden-set run
+        # (decoded media, caches) are over by then, so growth from here on is the candidate's.
+        run.baseline_rss = self._memory.rss_bytes()
         run.traffic_started_at = now
         self._enter_stage(now, run, 0)
         return True

@@ -17,6 +17,7 @@ from reranker.errors import NotReady
 from reranker.models.base import ModelInfo
 from reranker.models.qwen3vl.inputs import EncodedPair, PairEncoder
 from reranker.models.qwen3vl.prompt import MAX_LENGTH
+from reranker.models.qwen3vl.vision import normalize
 
 BACKEND_NAME = "qwen3-vl"
 DEFAULT_MAX_BATCH_SIZE = 32
@@ -95,6 +96,9 @@ class QwenScorer:
     def score_encoded(self, batch: Sequence[EncodedPair]) -> list[float]:
         """One forward pass over already encoded pairs."""
         inputs = {k: v.to(self._input_device) for k, v in self._encoder.collate(batch).items()}
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in inputs:
+                inputs[key] = normalize(inputs[key])
         output = self._inner(**inputs, use_cache=False, return_dict=True)
         last = output.last_hidden_state[:, -1, :].float()
         logits = last @ self._direction.to(last.device)

@@ -1,0 +1,94 @@
+"""Experiments tab: traffic policy editor, live per-version plots, shadow agreement, the decision."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import gradio as gr
+
+from reranker.errors import InputError
+from reranker.service import RerankService
+from ui.charts import bar_chart, decision_html, histogram, latency_chart, shadow_table, stats_table
+from ui.guard import ACTOR, guarded
+from ui.policy_form import NO_SHADOW, even_split, form_from_policy, format_weights, policy_from_form
+from ui.style import html_view
+
+REFRESH_SECONDS = 3.0
+
+
+def report_views(report: Mapping[str, Any]) -> tuple[str, str, str, str, str, str, str]:
+    """latency, share, error rate, scores, per-version table, shadow table, decision."""
+    rows = report.get("versions") or []
+    share = {str(r.get("version")): float(r.get("share") or 0) for r in rows}
+    errors = {str(r.get("version")): float(r.get("error_rate") or 0) * 100 for r in rows}
+    return (
+        latency_chart(report.get("series") or []),
+        bar_chart(share, "share-chart", "Traffic share (% of requests in the window)", "%", 100.0),
+        bar_chart(errors, "error-chart", "Error rate (%)", "%", max([5.0, *errors.values()])),
+        histogram(report.get("scores") or {}),
+        stats_table(rows),
+        shadow_table(report.get("shadow") or []),
+        decision_html(report.get("decision") or {}),
+    )
+
+
+def build_experiments_tab(service: RerankService) -> None:
+    def load_form() -> tuple[Any, ...]:
+        weights, sticky, rules, shadow = form_from_policy(service.traffic() if service.is_ready() else {})
+        choices = [NO_SHADOW, *service.usable_versions()]
+        return weights, sticky, rules, gr.Dropdown(choices=choices, value=shadow)
+
+    def apply(token: str, weights: str, sticky: bool, rules: str, shadow: str) -> str:
+        return guarded(service, token, "Traffic policy", lambda: "applied " + format_weights(
+            service.set_traffic(policy_from_form(weights, sticky, rules, shadow), ACTOR).get("weights") or {}))
+
+    def start_winner(token: str) -> str:
+        def start() -> str:
+            candidate = (service.experiment_report().get("decision") or {}).get("candidate")
+            if not candidate:
+                raise InputError("there is no candidate to roll out: split traffic between two versions first")
+            return f"started rollout {service.start_rollout_of(candidate, ACTOR)} of {candidate}"
+        return guarded(service, token, "Staged rollout", start)
+
+    def split_evenly() -> Any:
+        try:
+            return format_weights(even_split(service.usable_versions()))
+        except InputError as exc:
+            gr.Warning(str(exc))
+            return gr.skip()
+
+    def refresh(window: float) -> tuple[str, ...]:
+        return report_views(service.experiment_report(window_s=float(window)))
+
+    with gr.Tab("Experiments", id="experiments") as tab:
+        token = gr.Textbox(label="Admin token (to change traffic or start a rollout)", type="password",
+                           elem_id="ex-token")
+        with gr.Row():
+            weights = gr.Textbox(label="Weights (version: percent, …)", elem_id="ex-weights", scale=2)
+            sticky = gr.Checkbox(label="Sticky users", value=True, elem_id="ex-sticky")
+            shadow = gr.Dropdown(label="Shadow version", choices=[NO_SHADOW], value=NO_SHADOW, elem_id="ex-shadow")
+        rules = gr.Textbox(label='Rules (JSON list, e.g. [{"region": "eu", "version": "mini-v2"}])', value="[]",
+                           elem_id="ex-rules")
+        with gr.Row():
+            split = gr.Button("Even split across ready versions", size="sm", elem_id="ex-split")
+            reload = gr.Button("Reload current policy", size="sm", elem_id="ex-reload")
+            apply_button = gr.Button("Apply policy", variant="primary", elem_id="ex-apply")
+        message = html_view(elem_id="ex-message")
+        window = gr.Slider(60, 3600, value=600, step=60, label="Window (seconds)", elem_id="ex-window")
+        with gr.Row():
+            latency = html_view(elem_id="ex-latency")
+            share = html_view(elem_id="ex-share")
+        with gr.Row():
+            errors = html_view(elem_id="ex-errors")
+            scores = html_view(elem_id="ex-scores")
+        stats = html_view(elem_id="ex-stats")
+        shadow_view = html_view(elem_id="ex-shadow-view")
+        decision = html_view(elem_id="ex-decision")
+        winner = gr.Button("Start staged rollout of the winner", variant="primary", elem_id="ex-start")
+
+    views = [latency, share, errors, scores, stats, shadow_view, decision]
+    gr.on([tab.select, reload.click], load_form, None, [weights, sticky, rules, shadow])
+    split.click(split_evenly, None, [weights])
+    apply_button.click(apply, [token, weights, sticky, rules, shadow], [message]).then(refresh, [window], views)
+    winner.click(start_winner, [token], [message])
+    gr.on([tab.select, window.change], refresh, [window], views)
+    gr.Timer(REFRESH_SECONDS).tick(refresh, [window], views, show_progress="hidden")
