@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reranker.api_guard import BodyLimitMiddleware, admin_actor
 from reranker.api_models import (
@@ -19,6 +20,7 @@ from reranker.service.types import Caller, RankRequest, RankResult
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
 }
+HTTP_ERROR_TYPES = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
 
 
 def _request(body: RerankBody, http: Request, user: str | None, region: str | None) -> RankRequest:
@@ -55,7 +57,8 @@ def _echo(item: Any) -> dict[str, Any]:
 def public_routes(service: RerankService) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/rerank", response_model=RerankResponse, responses=ERRORS, tags=["rerank"])
+    @router.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True,
+                 responses=ERRORS, tags=["rerank"])
     def rerank(
         body: RerankBody,
         http: Request,
@@ -69,7 +72,8 @@ def public_routes(service: RerankService) -> APIRouter:
         response.headers["X-Request-Id"] = result.request_id
         return _answer(result, body)
 
-    @router.post("/v1/rerank/compare", response_model=CompareResponse, responses=ERRORS, tags=["rerank"])
+    @router.post("/v1/rerank/compare", response_model=CompareResponse, response_model_exclude_none=True,
+                 responses=ERRORS, tags=["rerank"])
     def compare(body: CompareBody, http: Request) -> dict[str, Any]:
         """Rank the same request with two versions and mark rank changes."""
         result = service.compare(_request(body, http, None, None), (body.versions[0], body.versions[1]))
@@ -179,6 +183,12 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
     @app.exception_handler(RerankerError)
     def reranker_error(_: Request, exc: RerankerError) -> JSONResponse:
         return _error_body(exc.status_code, str(exc), type(exc).__name__)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = _error_body(exc.status_code, str(exc.detail), HTTP_ERROR_TYPES.get(exc.status_code, "HTTPError"))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -53,7 +53,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge()
+                    raise _TooLarge(self.max_bytes)
             return message
 
         try:
@@ -62,17 +62,20 @@ class BodyLimitMiddleware:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body: dict[str, Any] = {
-            "error": {
-                "message": f"request body is larger than the limit of {self.max_bytes} bytes",
-                "type": "PayloadTooLarge",
-            }
-        }
+        body: dict[str, Any] = {"error": {"message": _too_large(self.max_bytes), "type": "PayloadTooLarge"}}
         data = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
         await send({"type": "http.response.body", "body": data})
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(max_bytes: int) -> str:
+    return f"request body is larger than the limit of {max_bytes} bytes"
+
+
+class _TooLarge(HTTPException):
+    """Raised while a route reads an over-limit streamed body: FastAPI re-raises HTTPExceptions
+    (any other exception becomes a 400 "error parsing the body"), so the client gets the 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(status_code=413, detail=_too_large(max_bytes))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from reranker.evaluation import evaluate, load_labelled_set, media_decoders  # noqa: E402
 from reranker.models.loading import load_model  # noqa: E402
 from reranker.settings import Limits  # noqa: E402
@@ -23,8 +25,10 @@ def main() -> int:
     parser.add_argument("models", nargs="+", type=Path, help="model directories")
     parser.add_argument("--set", type=Path, default=DEFAULT_SET, help="labelled set JSON file")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--per-query", action="store_true", help="also print every query's NDCG")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     labelled = load_labelled_set(args.set)
     decoders = media_decoders(Limits())
     for directory in args.models:

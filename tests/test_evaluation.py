@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+import torch
 
 from reranker.errors import ForbiddenPath, InputError
 from reranker.evaluation import (
@@ -22,6 +24,15 @@ from reranker.settings import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 SET_FILE = ROOT / "assets" / "examples" / "labelled_set.json"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Two cores shared with other test processes: one intra-op thread is several times faster."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def test_ndcg_known_values() -> None:

@@ -5,15 +5,17 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from reranker.content import Content, ImageItem, Pair, VideoItem
 from reranker.errors import InputError, ModelLoadError, NotReady
 from reranker.models.base import Placement, Reranker
-from reranker.models.mini import BACKEND
+from reranker.models.mini import BACKEND, MiniReranker
 from reranker.models.mini.cache import LruCache
 from reranker.models.mini.colours import colour_profile, colour_words
 from reranker.models.mini.manifest import load_config
@@ -23,6 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 V1 = ROOT / "models" / "mini-v1"
 EXAMPLES = ROOT / "assets" / "examples"
 CPU = Placement(device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Two cores shared with other test processes: one intra-op thread is several times faster."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def image_item(name: str) -> ImageItem:
@@ -49,7 +60,7 @@ def video_item(name: str, frames: int = 8) -> VideoItem:
 
 
 @pytest.fixture(scope="module")
-def v1() -> Reranker:
+def v1() -> Iterator[MiniReranker]:
     started = time.perf_counter()
     model = BACKEND.load(V1, CPU, "mini-v1")
     print(f"\nmini-v1 loaded in {time.perf_counter() - started:.2f} s")
@@ -87,14 +98,15 @@ def test_estimate_and_dtypes() -> None:
         BACKEND.load(V1, Placement(device="cpu", dtype="float16"), "x")
 
 
-def test_info(v1: Reranker) -> None:
+def test_info(v1: MiniReranker) -> None:
+    assert isinstance(v1, Reranker)
     info = v1.info
     assert (info.id, info.name, info.version, info.backend) == ("mini-v1", "mini", "1.0", "mini")
     assert (info.dtype, info.device, info.path) == ("float32", "cpu", str(V1))
     assert abs(info.bytes_in_memory - BACKEND.estimate_bytes(V1, "float32")) < 2_000_000
 
 
-def test_cat_photo_beats_unrelated_text(v1: Reranker) -> None:
+def test_cat_photo_beats_unrelated_text(v1: MiniReranker) -> None:
     query = Content(text="a cat")
     cat = Content(images=(image_item("chelsea.jpg"),))
     stocks = Content(text="Stock markets fell sharply as investors worried about interest rates.")
@@ -105,13 +117,13 @@ def test_cat_photo_beats_unrelated_text(v1: Reranker) -> None:
     assert all(0.0 <= s <= 1.0 for s in scores)
 
 
-def test_video_document_scores_and_matches_its_topic(v1: Reranker) -> None:
+def test_video_document_scores_and_matches_its_topic(v1: MiniReranker) -> None:
     video = Content(videos=(video_item("coffee_zoom.mp4"),))
     scores = v1.score([Pair(Content(text="espresso coffee"), video), Pair(Content(text="football"), video)])
     assert 0.0 <= scores[1] < scores[0] <= 1.0
 
 
-def test_scores_are_deterministic_and_in_document_order(v1: Reranker) -> None:
+def test_scores_are_deterministic_and_in_document_order(v1: MiniReranker) -> None:
     query = Content(text="a rocket launch")
     docs = [Content(text="The rocket lifted off at dawn."), Content(images=(image_item("coffee.jpg"),))]
     forward = v1.score([Pair(query, d) for d in docs])
@@ -120,7 +132,7 @@ def test_scores_are_deterministic_and_in_document_order(v1: Reranker) -> None:
     assert forward == v1.score([Pair(query, d) for d in docs])
 
 
-def test_feature_cache_hits(v1: Reranker) -> None:
+def test_feature_cache_hits(v1: MiniReranker) -> None:
     item = image_item("rocket.jpg")
     cache = v1.visual_cache
     v1.score([Pair(Content(text="rocket"), Content(images=(item,)))])
@@ -132,7 +144,7 @@ def test_feature_cache_hits(v1: Reranker) -> None:
     assert v1.text_cache.hits >= text_hits + 2
 
 
-def test_empty_side_is_refused(v1: Reranker) -> None:
+def test_empty_side_is_refused(v1: MiniReranker) -> None:
     with pytest.raises(InputError, match=r"pairs\[0\].document"):
         v1.score([Pair(Content(text="a cat"), Content(text="   "))])
 

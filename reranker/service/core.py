@@ -216,25 +216,30 @@ class RerankService(OperatorMixin):
             scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction)
         return scored, lease.route.shadow
 
-    def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None) -> Scored:
+    def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None,
+                  shadow: bool = False) -> Scored:
         with self.registry.acquire(version) as engine:
-            return self._timed(version, engine, query, documents, instruction)
+            return self._timed(version, engine, query, documents, instruction, shadow)
 
     def _timed(self, version: str, engine: Engine, query: Content, documents: Sequence[Content],
-               instruction: str | None) -> Scored:
+               instruction: str | None, shadow: bool = False) -> Scored:
         t0 = self.clock.monotonic()
         try:
             scores = engine.score(query, documents, instruction)
         except RerankerError as exc:
-            self._count(version, self.clock.monotonic() - t0, ok=False, kind=type(exc).__name__, n_docs=0)
+            self._count(version, self.clock.monotonic() - t0, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
             raise
         seconds = self.clock.monotonic() - t0
-        self._count(version, seconds, ok=True, kind="", n_docs=len(documents))
+        self._count(version, seconds, ok=True, kind="", n_docs=len(documents), shadow=shadow)
         self.score_history.add(version, scores)
         return Scored(version, scores, seconds)
 
-    def _count(self, version: str, seconds: float, ok: bool, kind: str, n_docs: int) -> None:
+    def _count(self, version: str, seconds: float, ok: bool, kind: str, n_docs: int, shadow: bool) -> None:
+        """Live stats (for the gates) take every scoring; /metrics separates shadow copies."""
         self.live.record(version, seconds, ok, self.clock.now())
+        if shadow:
+            self.metrics.requests.labels(version, "shadow" if ok else "shadow_error").inc()
+            return
         self.metrics.requests.labels(version, "ok" if ok else "error").inc()
         self.metrics.latency.labels(version).observe(seconds)
         if ok:
@@ -261,7 +266,7 @@ class RerankService(OperatorMixin):
                     primary: Scored, record: RequestRecord) -> None:
         """Score the same request on the shadow version; record both answers and their agreement."""
         try:
-            other = self._score_on(shadow, query, documents, instruction)
+            other = self._score_on(shadow, query, documents, instruction, shadow=True)
         except (RerankerError, NotReady) as exc:
             log.warning("shadow request on %s failed: %s", shadow, exc)
             self.request_log.submit(record)
@@ -281,7 +286,9 @@ class RerankService(OperatorMixin):
 
     def set_traffic(self, raw: dict[str, Any], actor: str) -> dict[str, Any]:
         try:
-            policy = validate(raw, self.registry.usable_versions())
+            # "primary" and "generation" are what traffic() adds: a GET body can be PUT back
+            policy = validate({k: v for k, v in raw.items() if k not in ("primary", "generation")},
+                              self.registry.usable_versions())
             primary = str(raw.get("primary") or self._primary_for(policy))
             self._swap(policy, primary)
         except RerankerError as exc:

@@ -11,7 +11,8 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "reranker_requests", "Rerank requests answered, by serving version and outcome.",
+            "reranker_requests",
+            "Rerank requests by version and outcome (ok, error; shadow and shadow_error for shadow copies).",
             ["version", "outcome"], registry=r,
         )
         self.errors = Counter(

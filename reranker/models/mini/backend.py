@@ -7,7 +7,7 @@ import torch
 
 from reranker.errors import ModelLoadError
 from reranker.models.base import ModelInfo, Placement
-from reranker.models.mini.manifest import BACKEND_NAME, MANIFEST_NAME, MiniConfig, load_config, read_manifest
+from reranker.models.mini.manifest import BACKEND_NAME, MANIFEST_NAME, load_config, read_manifest
 from reranker.models.mini.scorer import MiniReranker
 from reranker.models.mini.textbag import TextEncoder, minilm_path
 from reranker.models.mini.vision import ImageNetClassifier, weights_file
@@ -76,5 +76,3 @@ def _device(name: str) -> torch.device:
 
 
 BACKEND = MiniBackend()
-
-__all__ = ["BACKEND", "MiniBackend", "MiniConfig"]

@@ -48,14 +48,15 @@ class MiniReranker:
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
         encoder, _ = self._live()
-        vectors: dict[str, np.ndarray] = {}
+        bags: dict[str, Bag] = {}
         for index, pair in enumerate(pairs):
             for side, content in (("query", pair.query), ("document", pair.document)):
-                if content.digest not in vectors:
-                    bag = self.describe(content)
-                    if bag.is_empty():
+                if content.digest not in bags:
+                    bags[content.digest] = self.describe(content)
+                    if bags[content.digest].is_empty():
                         raise InputError(f"pairs[{index}].{side} is empty: nothing to score")
-                    vectors[content.digest] = encoder.bag_vector(bag)
+        encoder.encode([phrase for bag in bags.values() for phrase, _ in bag.phrases])  # one batch
+        vectors = {digest: encoder.bag_vector(bag) for digest, bag in bags.items()}
         return [
             self._squash(float(vectors[p.query.digest] @ vectors[p.document.digest])) for p in pairs
         ]
