@@ -33,8 +33,8 @@ def tokenizer_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
 
 
-def build(out_dir: Path) -> Path:
-    """Write config.json, model.safetensors and the tokenizer files into out_dir."""
+def build(out_dir: Path, tokenizer_source: Path | None = None) -> Path:
+    """Write config.json, model.safetensors and the tokenizer files (default: the package's) into out_dir."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
@@ -46,7 +46,7 @@ def build(out_dir: Path) -> Path:
     model.save_pretrained(str(out_dir))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out_dir / "generation_config.json").unlink(missing_ok=True)
-    source = tokenizer_dir()
+    source = tokenizer_source or tokenizer_dir()
     for name in TOKENIZER_FILES:
         shutil.copyfile(source / name, out_dir / name)
     return out_dir

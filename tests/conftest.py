@@ -151,3 +151,15 @@ def make_service(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield factory
     for built in made:
         built.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly generated tiny Qwen3-VL checkpoint (real tokenizer, random weights; a few seconds)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_tiny_qwen", ROOT / "scripts" / "make_tiny_qwen.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build(tmp_path_factory.mktemp("tiny-qwen3-vl"))

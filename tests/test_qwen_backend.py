@@ -1,7 +1,6 @@
 """The qwen3-vl backend end to end on a tiny random-weight checkpoint with the real tokenizer (CPU)."""
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import os
@@ -15,23 +14,15 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from reranker.content import Content, ImageItem, Pair, VideoItem  # noqa: E402
-from reranker.errors import ModelLoadError, NotReady  # noqa: E402
+from reranker.errors import MediaError, ModelLoadError, NotReady  # noqa: E402
 from reranker.models.base import Placement  # noqa: E402
 from reranker.models.qwen3vl import BACKEND  # noqa: E402
 from reranker.models.qwen3vl.backend import check_transformers_version  # noqa: E402
 from reranker.models.qwen3vl.inputs import PairEncoder, mrope_positions  # noqa: E402
 from reranker.models.qwen3vl.scorer import plan_batches  # noqa: E402
+from reranker.models.qwen3vl.vision import normalize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen_dir(tmp_path_factory) -> Path:
-    """A freshly generated tiny checkpoint (built with the installed transformers, a few seconds)."""
-    spec = importlib.util.spec_from_file_location("make_tiny_qwen", REPO / "scripts" / "make_tiny_qwen.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build(tmp_path_factory.mktemp("tiny-qwen3-vl"))
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +127,7 @@ def test_score_is_sigmoid_of_yes_minus_no_logits_with_hf_positions(scorer, hf_mo
     yes, no = tokenizer.convert_tokens_to_ids(["yes", "no"])
     for pair in mixed_pairs()[2:5] + mixed_pairs()[7:]:
         inputs = encoder.collate([encoder.encode(pair)])
-        kwargs = {k: v for k, v in inputs.items() if k != "position_ids"}
+        kwargs = {k: normalize(v) if k.startswith("pixel") else v for k, v in inputs.items() if k != "position_ids"}
         if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
             ids = inputs["input_ids"]
             kwargs["mm_token_type_ids"] = (ids == encoder.image_pad_id).int() + 2 * (ids == encoder.video_pad_id).int()
@@ -183,6 +174,13 @@ def test_transformers_version_range():
 def test_load_refuses_other_directories(tmp_path):
     with pytest.raises(ModelLoadError, match="Qwen3VLForConditionalGeneration"):
         BACKEND.load(tmp_path, Placement(device="cpu", dtype="float32"), "x")
+
+
+def test_a_refused_image_names_its_pair(scorer):
+    thin = image(4, 900, 5)  # aspect ratio 225 > 200
+    pairs = [Pair(Content(text="q"), Content(text="fine")), Pair(Content(text="q"), Content(images=(thin,)))]
+    with pytest.raises(MediaError, match="pair 1: image aspect ratio"):
+        scorer.score(pairs)
 
 
 def test_close_frees_the_model(tiny_qwen_dir):

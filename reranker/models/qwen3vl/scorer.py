@@ -82,9 +82,7 @@ class QwenScorer:
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
         """Relevance in [0, 1] per pair, in the order given; batched and left-padded."""
-        if self._model is None:
-            raise NotReady(f"model {self._info.id!r} is closed")
-        encoded = self._encoder.encode_all(pairs)
+        encoded = self.encode(pairs)
         scores = [0.0] * len(encoded)
         plan = plan_batches([len(e) for e in encoded], self.max_batch_size, self.max_batch_tokens)
         for indices in plan:
@@ -92,9 +90,17 @@ class QwenScorer:
                 scores[index] = value
         return scores
 
+    def encode(self, pairs: Sequence[Pair]) -> list[EncodedPair]:
+        """Prompt, media preprocessing and token ids (CPU only); InputError/MediaError name the pair."""
+        if self._model is None:
+            raise NotReady(f"model {self._info.id!r} is closed")
+        return self._encoder.encode_all(pairs)
+
     @torch.inference_mode()
     def score_encoded(self, batch: Sequence[EncodedPair]) -> list[float]:
-        """One forward pass over already encoded pairs."""
+        """One forward pass over already encoded pairs (left-padded into one batch)."""
+        if self._model is None:
+            raise NotReady(f"model {self._info.id!r} is closed")
         inputs = {k: v.to(self._input_device) for k, v in self._encoder.collate(batch).items()}
         for key in ("pixel_values", "pixel_values_videos"):
             if key in inputs:

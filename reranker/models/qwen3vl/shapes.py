@@ -101,4 +101,5 @@ def config_dict(shape: Shape) -> dict:
         "vision_end_token_id": VISION_END_ID,
         "tie_word_embeddings": shape.tied,
         "dtype": "bfloat16",
+        "transformers_version": "4.57.0",  # as in the published checkpoints; newer versions read it too
     }

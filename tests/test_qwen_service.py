@@ -1,0 +1,42 @@
+"""The real Qwen3-VL backend behind the whole service: REST in, scores out (tiny checkpoint, CPU)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import api_client, build_service, make_settings
+
+
+@pytest.fixture(scope="module")
+def qwen_client(tiny_qwen_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    service = build_service(make_settings(tmp_path_factory.mktemp("qwen-data"), model=str(tiny_qwen_dir)))
+    try:
+        yield api_client(service)
+    finally:
+        service.close()
+
+
+def test_serves_text_image_video_and_mixed_documents(qwen_client) -> None:
+    body = {"query": "a cat", "documents": [
+        "a tabby cat asleep", {"image": "images/chelsea.jpg"},
+        {"video": "videos/cat_pan.mp4"}, {"text": "a photo", "image": "images/coffee.jpg"}]}
+    response = qwen_client.post("/v1/rerank", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert response.headers["X-Model-Version"] == data["model"]
+    assert sorted(r["index"] for r in data["results"]) == [0, 1, 2, 3]  # one score per document
+    assert all(0.0 <= r["relevance_score"] <= 1.0 for r in data["results"])
+    scores = [r["relevance_score"] for r in data["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_reports_the_qwen_backend(qwen_client) -> None:
+    [model] = qwen_client.get("/v1/models").json()["data"]
+    assert (model["backend"], model["dtype"], model["device"]) == ("qwen3-vl", "float32", "cpu")
+
+
+def test_an_image_token_in_text_is_a_clear_4xx(qwen_client) -> None:
+    response = qwen_client.post("/v1/rerank", json={"query": "x", "documents": ["<|image_pad|>"]})
+    assert 400 <= response.status_code < 500
+    assert "image_pad" in response.json()["error"]["message"]
