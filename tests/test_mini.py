@@ -18,7 +18,9 @@ from reranker.models.base import Placement, Reranker
 from reranker.models.mini import BACKEND, MiniReranker
 from reranker.models.mini.cache import LruCache
 from reranker.models.mini.colours import colour_profile, colour_words
+from reranker.models.mini.interaction import PhraseVectors, late_interaction
 from reranker.models.mini.manifest import load_config
+from reranker.models.mini.phrases import split_clauses, with_head_nouns
 from reranker.models.mini.scorer import subsample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +70,22 @@ def v1() -> Iterator[MiniReranker]:
     model.close()
 
 
+def variant(directory: Path, **options: object) -> Path:
+    """A model directory: v1's manifest with some options changed."""
+    manifest = json.loads((V1 / "reranker.json").read_text(encoding="utf-8"))
+    manifest.update(options)
+    (directory / "reranker.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiniReranker]:
+    """v1 with late interaction only: the same phrases, compared phrase by phrase."""
+    model = BACKEND.load(variant(tmp_path_factory.mktemp("late"), interaction="late"), CPU, "mini-late")
+    yield model
+    model.close()
+
+
 def test_backend_detects_mini_directories(tmp_path: Path) -> None:
     assert BACKEND.matches(V1)
     assert not BACKEND.matches(tmp_path)
@@ -87,6 +105,17 @@ def test_manifest_errors_name_the_key(tmp_path: Path) -> None:
     (tmp_path / "reranker.json").write_text(json.dumps({"backend": "mini", "classifiers": ["resnet"]}))
     with pytest.raises(ModelLoadError, match="classifiers"):
         load_config(tmp_path)
+    for key, bad in (("interaction", "max"), ("text_units", "words"), ("late_weight_power", -1), ("head_nouns", 1)):
+        (tmp_path / "reranker.json").write_text(json.dumps({"backend": "mini", key: bad}))
+        with pytest.raises(ModelLoadError, match=key):
+            load_config(tmp_path)
+
+
+def test_new_options_default_to_v1_behaviour() -> None:
+    v1 = load_config(V1)
+    assert (v1.interaction, v1.head_nouns, v1.text_units) == ("mean", False, "whole")
+    v2 = load_config(ROOT / "models" / "mini-v2")
+    assert (v2.interaction, v2.head_nouns, v2.text_units) == ("late", True, "clauses")
 
 
 def test_estimate_and_dtypes() -> None:
@@ -177,3 +206,64 @@ def test_subsample_spreads_evenly() -> None:
     assert subsample(8, 2) == [2, 6]
     assert subsample(3, 8) == [0, 1, 2]
     assert np.all(np.diff(subsample(64, 4)) == 16)
+
+
+def test_late_interaction_keeps_one_strong_match_undiluted() -> None:
+    query = PhraseVectors(np.array([[1.0, 0.0]]), np.array([1.0]))
+    document = PhraseVectors(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 1.0]))
+    assert late_interaction(query, document, 0.5) == pytest.approx(1.0)  # the mean vector: 0.707
+    faint = PhraseVectors(document.vectors, np.array([0.25, 1.0]))  # the match is a 0.25 label
+    assert late_interaction(query, faint, 0.5) == pytest.approx(0.5)
+    assert late_interaction(query, faint, 0.0) == pytest.approx(1.0)
+    absent = PhraseVectors(document.vectors, np.array([0.0, 1.0]))
+    assert late_interaction(query, absent, 0.0) == pytest.approx(0.0)
+    two = PhraseVectors(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([3.0, 1.0]))
+    lone = PhraseVectors(np.array([[1.0, 0.0]]), np.array([1.0]))
+    assert late_interaction(two, lone, 0.5) == pytest.approx(0.75)  # weighted mean over the query
+
+
+def test_late_interaction_changes_real_scores(v1: MiniReranker, late: MiniReranker) -> None:
+    coffee = Content(images=(image_item("coffee.jpg"),))  # labelled espresso, consomme, cup + colours
+    pairs = [Pair(Content(text="a cup"), coffee), Pair(Content(text="a cat"), Content(text="A cat sleeps."))]
+    mean_scores, late_scores = v1.score(pairs), late.score(pairs)
+    assert late.describe(coffee) == v1.describe(coffee)  # same phrases, compared differently
+    assert "cup" in dict(late.describe(coffee).phrases)
+    print(f"\n'a cup' vs the coffee photo: mean {mean_scores[0]:.3f}, late {late_scores[0]:.3f}")
+    assert late_scores[0] > mean_scores[0] + 0.05  # the other labels and colours no longer dilute "cup"
+    assert late_scores[1] == pytest.approx(mean_scores[1], abs=1e-6)  # one phrase a side: the same cosine
+
+
+def test_batch_of_new_texts_takes_one_forward(late: MiniReranker) -> None:
+    encoder = late.text_encoder
+    forwards: list[int] = []
+    hook = encoder.model.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    try:
+        texts = [f"batched text number {i} about gardening and rain" for i in range(24)]
+        pairs = [Pair(Content(text=f"batched query {i}"), Content(text=texts[i])) for i in range(24)]
+        batched = late.score(pairs)
+        assert len(forwards) == 1  # 48 new texts
+        encoder.cache.clear()
+        one_by_one = [late.score([pair])[0] for pair in pairs]
+        assert len(forwards) == 1 + 24
+    finally:
+        hook.remove()
+    assert batched == pytest.approx(one_by_one, abs=1e-5)
+
+
+def test_head_nouns_and_clauses(tmp_path: Path) -> None:
+    labels = [("Egyptian cat", 0.5), ("tiger cat", 0.3), ("tabby", 0.2)]
+    assert with_head_nouns(labels) == labels + [("cat", 0.8)]
+    assert with_head_nouns([("wall clock", 0.6), ("clock", 0.4)]) == [("wall clock", 0.6), ("clock", 0.4)]
+    assert split_clauses(" Caring for a kitten: feed it. Give it a tray!  ") == [
+        "Caring for a kitten:", "feed it.", "Give it a tray!"]
+    assert split_clauses("3.5 kg, no break") == ["3.5 kg, no break"]
+    model = BACKEND.load(variant(tmp_path, head_nouns=True, text_units="clauses"), CPU, "mini-heads")
+    try:
+        phrases = dict(model.describe(Content(images=(image_item("chelsea.jpg"),))).phrases)
+        cats = [word for word in phrases if word.endswith(" cat")]
+        assert cats and phrases["cat"] == pytest.approx(sum(phrases[word] for word in cats))
+        assert sum(weight for word, weight in phrases.items() if word in ("cat", *cats, "tabby")) == pytest.approx(1.0)
+        text = model.describe(Content(text="Caring for a kitten: feed it. Give it a tray!"))
+        assert [weight for _, weight in text.phrases] == [1.0, 1.0, 1.0]
+    finally:
+        model.close()

@@ -12,6 +12,8 @@ MANIFEST_NAME = "reranker.json"
 BACKEND_NAME = "mini"
 CLASSIFIERS = ("efficientnet-lite0", "efficientnet-lite2")
 LABEL_WEIGHTINGS = ("uniform", "probability")
+INTERACTIONS = ("mean", "late")
+TEXT_UNITS = ("whole", "clauses")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,12 @@ class MiniConfig:
     text_weight: float = 1.0
     label_weight: float = 1.0
     colour_weight: float = 0.25
+    # "mean": cosine of each side's weighted-mean vector; "late": every query phrase takes its best
+    # match among the document's phrases, and the query's phrases are averaged by weight
+    interaction: str = "mean"
+    late_weight_power: float = 0.5  # late: a match counts (phrase weight / heaviest weight) ** this
+    head_nouns: bool = False  # also a multi-word label's last word ("tiger cat" -> "cat")
+    text_units: str = "whole"  # "clauses": texts split at . ! ? ; : into separately matched phrases
     score_center: float = 0.35  # cosine mapped to 0.5
     score_scale: float = 8.0  # logistic slope of the cosine -> [0, 1] mapping
     cache_entries: int = 2048
@@ -49,6 +57,9 @@ class MiniConfig:
             list(self.classifiers),
         )
         _require(self.label_weighting in LABEL_WEIGHTINGS, "label_weighting", self.label_weighting)
+        _require(self.interaction in INTERACTIONS, "interaction", self.interaction)
+        _require(self.text_units in TEXT_UNITS, "text_units", self.text_units)
+        _require(0.0 <= self.late_weight_power <= 4.0, "late_weight_power", self.late_weight_power)
         _require(1 <= self.labels_per_image <= 20, "labels_per_image", self.labels_per_image)
         _require(0.0 <= self.min_label_probability < 1.0, "min_label_probability", self.min_label_probability)
         _require(1 <= self.frames_per_video <= 16, "frames_per_video", self.frames_per_video)

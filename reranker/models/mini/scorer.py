@@ -12,13 +12,16 @@ from reranker.errors import InputError, NotReady
 from reranker.models.base import ModelInfo
 from reranker.models.mini.cache import LruCache
 from reranker.models.mini.colours import ColourProfile, colour_profile, colour_words
+from reranker.models.mini.interaction import PhraseVectors, late_interaction
 from reranker.models.mini.manifest import MiniConfig
+from reranker.models.mini.phrases import split_clauses, with_head_nouns
 from reranker.models.mini.textbag import Bag, TextEncoder
 from reranker.models.mini.vision import ImageNetClassifier
 
 
 class MiniReranker:
-    """Scores pairs by the cosine of their bags' mean embeddings, squashed into [0, 1].
+    """Scores pairs by comparing their bags in MiniLM space, squashed into [0, 1]: the cosine of
+    the bags' mean embeddings, or (interaction "late") each query phrase's best document match.
 
     The instruction is ignored: the mini model has no instruction-following part.
     Per-item features (visual words per image or video digest, embeddings per text) live in
@@ -43,8 +46,12 @@ class MiniReranker:
         return self._info
 
     @property
+    def text_encoder(self) -> TextEncoder:
+        return self._live()[0]
+
+    @property
     def text_cache(self) -> LruCache[str, np.ndarray]:
-        return self._live()[0].cache
+        return self.text_encoder.cache
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
         encoder, _ = self._live()
@@ -55,7 +62,14 @@ class MiniReranker:
                     bags[content.digest] = self.describe(content)
                     if bags[content.digest].is_empty():
                         raise InputError(f"pairs[{index}].{side} is empty: nothing to score")
-        encoder.encode([phrase for bag in bags.values() for phrase, _ in bag.phrases])  # one batch
+        encoder.encode([phrase for bag in bags.values() for phrase, _ in bag.phrases])  # one forward
+        if self._config.interaction == "late":
+            embedded = {digest: phrase_vectors(encoder, bag) for digest, bag in bags.items()}
+            power = self._config.late_weight_power
+            return [
+                self._squash(late_interaction(embedded[p.query.digest], embedded[p.document.digest], power))
+                for p in pairs
+            ]
         vectors = {digest: encoder.bag_vector(bag) for digest, bag in bags.items()}
         return [
             self._squash(float(vectors[p.query.digest] @ vectors[p.document.digest])) for p in pairs
@@ -65,7 +79,9 @@ class MiniReranker:
         """The weighted phrases that stand for one query or document."""
         bag = Bag(())
         if content.text and content.text.strip():
-            bag = bag + Bag(((content.text.strip(), self._config.text_weight),))
+            text = content.text.strip()
+            units = split_clauses(text) if self._config.text_units == "clauses" else [text]
+            bag = bag + Bag(tuple((unit, self._config.text_weight) for unit in units))
         for image in content.images:
             bag = bag + self.visual_cache.get_or_compute(image.digest, lambda i=image: self._image_words(i))
         for video in content.videos:
@@ -96,11 +112,12 @@ class MiniReranker:
     def _visual_bag(self, probs: np.ndarray, profiles: list[ColourProfile]) -> Bag:
         cfg = self._config
         labels = self._live()[1].top_labels(probs, cfg.labels_per_image, cfg.min_label_probability)
-        if cfg.label_weighting == "uniform":
-            label_phrases = tuple((label.word, cfg.label_weight / len(labels)) for label in labels)
-        else:
-            kept = sum(label.probability for label in labels)
-            label_phrases = tuple((label.word, cfg.label_weight * label.probability / kept) for label in labels)
+        uniform = cfg.label_weighting == "uniform"
+        words = [(label.word, 1.0 if uniform else label.probability) for label in labels]
+        if cfg.head_nouns:
+            words = with_head_nouns(words)
+        kept = sum(weight for _, weight in words)
+        label_phrases = tuple((word, cfg.label_weight * weight / kept) for word, weight in words)
         colours = colour_words(merge_profiles(profiles), cfg.colours_per_image, cfg.min_colour_fraction)
         return Bag(label_phrases + tuple((word, cfg.colour_weight * share) for word, share in colours))
 
@@ -113,6 +130,12 @@ def subsample(count: int, wanted: int) -> list[int]:
     """`wanted` indices spread evenly over range(count), centred in their segments."""
     take = min(count, wanted)
     return [int((2 * k + 1) * count / (2 * take)) for k in range(take)]
+
+
+def phrase_vectors(encoder: TextEncoder, bag: Bag) -> PhraseVectors:
+    """The bag's phrases embedded one by one (from the encoder's cache after the batch forward)."""
+    vectors = encoder.encode([phrase for phrase, _ in bag.phrases])
+    return PhraseVectors(vectors, np.array([weight for _, weight in bag.phrases], dtype=np.float32))
 
 
 def merge_profiles(profiles: list[ColourProfile]) -> ColourProfile:

@@ -10,7 +10,7 @@ import torch
 
 from reranker.models.mini.cache import LruCache
 
-EMBED_BATCH = 32
+EMBED_BATCH = 256  # new texts per MiniLM forward: a scoring batch's texts go in one
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class TextEncoder:
         return int(self.model.config.hidden_size)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """One unit-length row per text, in order; texts already seen come from the cache."""
+        """One unit-length row per text, in order; texts already seen come from the cache, the
+        others are embedded together (one forward for up to EMBED_BATCH new texts)."""
         found = {text: self.cache.get(text) for text in dict.fromkeys(texts)}
         missing = [text for text, vector in found.items() if vector is None]
         for start in range(0, len(missing), EMBED_BATCH):
