@@ -19,6 +19,11 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
+def pick(row: Mapping[str, Any], *keys: str) -> Any:
+    """The first of `keys` that row has a value for (the report's names, then older aliases)."""
+    return next((row[k] for k in keys if row.get(k) is not None), None)
+
+
 def _legend(versions: Sequence[str]) -> str:
     keys = "".join(
         f'<span class="rr-key" data-version="{attr(v)}"><span class="rr-swatch" style="background:{colour_of(v, versions)}">'
@@ -28,11 +33,15 @@ def _legend(versions: Sequence[str]) -> str:
     return f'<div class="rr-legend">{keys}</div>'
 
 
+def _tick(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _frame(testid: str, title: str, body: str, y_max: float, unit: str, versions: Sequence[str]) -> str:
     axis = (
         f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - 8}" y2="{HEIGHT - PAD}" stroke="#999"/>'
         f'<line x1="{PAD}" y1="8" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>'
-        f'<text x="2" y="16" font-size="10" fill="#666">{y_max:.3g}{escape(unit)}</text>'
+        f'<text x="2" y="16" font-size="10" fill="#666">{_tick(y_max)}{escape(unit)}</text>'
         f'<text x="2" y="{HEIGHT - PAD}" font-size="10" fill="#666">0</text>'
     )
     return (
@@ -44,29 +53,30 @@ def _frame(testid: str, title: str, body: str, y_max: float, unit: str, versions
 
 def latency_chart(series: Sequence[Mapping[str, Any]]) -> str:
     """P50 (solid) and P95 (dashed) latency per version over time."""
-    rows = [r for r in series if r.get("version") is not None]
+    rows = [r for r in series if r.get("version") is not None and r.get("p50_ms") is not None]
     if not rows:
         return note_html("No requests in the window yet: latency will appear here.")
     versions = [str(r["version"]) for r in rows]
-    t0, t1 = min(_num(r.get("t")) for r in rows), max(_num(r.get("t")) for r in rows)
+    times = [_num(pick(r, "bucket_start", "t")) for r in rows]
+    t0, t1 = min(times), max(times)
     y_max = max(max(_num(r.get("p95_ms")), _num(r.get("p50_ms"))) for r in rows) or 1.0
 
-    def point(row: Mapping[str, Any], key: str) -> str:
-        x = PAD + (_num(row.get("t")) - t0) / ((t1 - t0) or 1.0) * (WIDTH - PAD - 12)
-        y = HEIGHT - PAD - _num(row.get(key)) / y_max * (HEIGHT - PAD - 12)
-        return f"{x:.1f},{y:.1f}"
+    def point(row: Mapping[str, Any], key: str) -> tuple[float, float]:
+        x = PAD + (_num(pick(row, "bucket_start", "t")) - t0) / ((t1 - t0) or 1.0) * (WIDTH - PAD - 12)
+        y = HEIGHT - PAD - _num(pick(row, key, "p50_ms")) / y_max * (HEIGHT - PAD - 12)
+        return x, y
 
     body = []
     for version in sorted(set(versions)):
-        mine = sorted((r for r in rows if str(r["version"]) == version), key=lambda r: _num(r.get("t")))
+        mine = sorted((r for r in rows if str(r["version"]) == version), key=lambda r: _num(pick(r, "bucket_start", "t")))
         colour = colour_of(version, versions)
         for key, dash in (("p50_ms", ""), ("p95_ms", ' stroke-dasharray="4 3"')):
-            points = " ".join(point(r, key) for r in mine)
-            dots = "".join(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2" fill="{colour}"/>'
-                           for p in points.split())
+            points = [point(r, key) for r in mine]
+            line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>' for x, y in points)
             body.append(
                 f'<g data-version="{attr(version)}" data-series="{key}" data-points="{len(mine)}">'
-                f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{points}"/>{dots}</g>'
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{line}"/>{dots}</g>'
             )
     title = "Latency over time (ms): P50 solid, P95 dashed"
     return _frame("latency-chart", title, "".join(body), y_max, " ms", versions)
@@ -119,31 +129,44 @@ def histogram(scores: Mapping[str, Sequence[float]], bins: int = 10) -> str:
     return _frame("score-chart", "Score distribution (share of scores per bin)", "".join(body) + ticks, top, "", versions)
 
 
+def _ms(value: Any) -> str:
+    return f"{value:.0f}" if isinstance(value, (int, float)) else "—"
+
+
+def observed_share(row: Mapping[str, Any]) -> float:
+    """Percent of the window's requests this version answered."""
+    fraction = row.get("observed_share")
+    return _num(fraction) * 100 if fraction is not None else _num(row.get("share"))
+
+
 def stats_table(versions: Sequence[Mapping[str, Any]]) -> str:
     if not versions:
         return note_html("No per-version statistics yet.")
     rows = "".join(
-        f'<tr data-version="{attr(v.get("version", ""))}" data-count="{int(_num(v.get("count")))}">'
-        f'<td><b>{escape(str(v.get("version")))}</b></td><td>{int(_num(v.get("count")))}</td>'
+        f'<tr data-version="{attr(v.get("version", ""))}" data-count="{int(_num(pick(v, "requests", "count")))}">'
+        f'<td><b>{escape(str(v.get("version")))}</b></td><td>{int(_num(pick(v, "requests", "count")))}</td>'
         f'<td>{int(_num(v.get("errors")))}</td><td>{_num(v.get("error_rate")) * 100:.1f}%</td>'
-        f'<td>{_num(v.get("p50_ms")):.0f}</td><td>{_num(v.get("p95_ms")):.0f}</td><td>{_num(v.get("share")):.0f}%</td></tr>'
+        f'<td>{_ms(v.get("p50_ms"))}</td><td>{_ms(v.get("p95_ms"))}</td>'
+        f'<td>{_num(v.get("configured_share")):.0f}%</td><td>{observed_share(v):.0f}%</td></tr>'
         for v in versions
     )
-    head = "<tr><th>version</th><th>requests</th><th>errors</th><th>error rate</th><th>P50 ms</th><th>P95 ms</th><th>share</th></tr>"
+    head = ("<tr><th>version</th><th>requests</th><th>errors</th><th>error rate</th><th>P50 ms</th><th>P95 ms</th>"
+            "<th>configured share</th><th>observed share</th></tr>")
     return f'<table class="rr-table" data-testid="version-stats">{head}{rows}</table>'
 
 
 def shadow_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Live shadow agreement rows (primary, shadow, requests, top_k_overlap, rank_correlation)."""
     if not rows:
         return note_html("No shadow traffic: pick a shadow version to compare answers without serving them.")
     body = "".join(
-        f'<tr data-primary="{attr(r.get("primary", ""))}" data-shadow="{attr(r.get("shadow", ""))}">'
-        f'<td>{escape(str(r.get("primary")))}</td><td>{escape(str(r.get("shadow")))}</td>'
-        f'<td>{int(_num(r.get("requests")))}</td><td>{_num(r.get("top_k_overlap")):.2f}</td>'
-        f'<td>{_num(r.get("rank_correlation")):.2f}</td></tr>'
+        f'<tr data-primary="{attr(pick(r, "primary", "version") or "")}" data-shadow="{attr(pick(r, "shadow", "shadow_version") or "")}">'
+        f'<td>{escape(str(pick(r, "primary", "version")))}</td><td>{escape(str(pick(r, "shadow", "shadow_version")))}</td>'
+        f'<td>{int(_num(pick(r, "requests", "count")))}</td><td>{_num(pick(r, "top_k_overlap", "mean_agreement")):.2f}</td>'
+        f'<td>{_observed(r.get("rank_correlation"))}</td></tr>'
         for r in rows
     )
-    head = "<tr><th>primary</th><th>shadow</th><th>requests</th><th>top-k overlap</th><th>rank correlation</th></tr>"
+    head = "<tr><th>primary</th><th>shadow</th><th>requests</th><th>top-5 overlap</th><th>rank correlation</th></tr>"
     return f'<table class="rr-table" data-testid="shadow">{head}{body}</table>'
 
 

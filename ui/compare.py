@@ -7,7 +7,7 @@ import gradio as gr
 
 from reranker.errors import InputError, RerankerError
 from reranker.service import RerankService
-from ui.documents import document_editor, example_buttons, previews, query_inputs
+from ui.documents import RANK_CONCURRENCY, document_editor, example_buttons, previews, query_inputs
 from ui.entries import Entry, entry, rank_request
 from ui.examples import load_examples
 from ui.render import compare_html, error_html, note_html
@@ -57,4 +57,5 @@ def build_compare_tab(service: RerankService) -> None:
                 output = html_view(note_html("The two rankings appear here."), elem_id="cmp-results")
     gr.on([tab.select, reload.click], refresh_versions, None, [version_a, version_b])
     gr.on(None, refresh_versions, None, [version_a, version_b])
-    run.click(compare, [version_a, version_b, *query.components(), editor.state, top_k], [output])
+    run.click(compare, [version_a, version_b, *query.components(), editor.state, top_k], [output],
+              concurrency_limit=RANK_CONCURRENCY)

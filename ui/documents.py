@@ -14,6 +14,7 @@ from ui.render import Preview, documents_html
 from ui.style import html_view
 
 MEDIA_TYPES = ["image", "video"]
+RANK_CONCURRENCY = 4  # browser sessions ranking at once; the engines batch their pairs
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,17 @@ def _remove_last(documents: tuple[Entry, ...]) -> tuple[tuple[Entry, ...], str]:
 def document_editor(prefix: str) -> DocumentEditor:
     """Add documents one by one (text and/or image and/or video) or in bulk (lines, many files)."""
     state = gr.State(())
-    with gr.Tab("Add many"):
+    with gr.Accordion("Add many: paste lines, drop files", open=True):
         lines = gr.Textbox(label="Text documents, one per line", lines=4, elem_id=f"{prefix}-doc-lines")
         files = gr.File(label="Image/video documents (drop many)", file_count="multiple",
                         file_types=MEDIA_TYPES, type="filepath", elem_id=f"{prefix}-doc-files")
         add_many = gr.Button("Add all", elem_id=f"{prefix}-add-many")
-    with gr.Tab("Add one"):
+    with gr.Accordion("Add one: text and/or image and/or video", open=False, elem_id=f"{prefix}-add-one-box"):
         text = gr.Textbox(label="Document text", elem_id=f"{prefix}-doc-text")
         with gr.Row():
-            image = gr.Image(label="Document image", type="filepath", sources=["upload", "clipboard"], height=120)
-            video = gr.Video(label="Document video", sources=["upload"], height=120)
+            image = gr.Image(label="Document image", type="filepath", sources=["upload", "clipboard"], height=120,
+                             elem_id=f"{prefix}-doc-image")
+            video = gr.Video(label="Document video", sources=["upload"], height=120, elem_id=f"{prefix}-doc-video")
         add = gr.Button("Add document", elem_id=f"{prefix}-add-one")
     listing = html_view(listing_of(()), elem_id=f"{prefix}-documents")
     with gr.Row():

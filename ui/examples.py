@@ -9,7 +9,7 @@ from typing import Any
 from ui.entries import Entry
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
-FILE_PATTERN = "*example*.json"
+FILE_PATTERN = "demo*.json"
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,19 @@ import gradio as gr
 
 from reranker.errors import InputError
 from reranker.service import RerankService
-from ui.charts import bar_chart, decision_html, histogram, latency_chart, shadow_table, stats_table
+from ui.charts import bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table
 from ui.guard import ACTOR, guarded
 from ui.policy_form import NO_SHADOW, even_split, form_from_policy, format_weights, policy_from_form
 from ui.style import html_view
 
 REFRESH_SECONDS = 3.0
+TAB_LABEL = "Experiments"
 
 
 def report_views(report: Mapping[str, Any]) -> tuple[str, str, str, str, str, str, str]:
     """latency, share, error rate, scores, per-version table, shadow table, decision."""
     rows = report.get("versions") or []
-    share = {str(r.get("version")): float(r.get("share") or 0) for r in rows}
+    share = {str(r.get("version")): observed_share(r) for r in rows}
     errors = {str(r.get("version")): float(r.get("error_rate") or 0) * 100 for r in rows}
     return (
         latency_chart(report.get("series") or []),
@@ -26,12 +27,13 @@ def report_views(report: Mapping[str, Any]) -> tuple[str, str, str, str, str, st
         bar_chart(errors, "error-chart", "Error rate (%)", "%", max([5.0, *errors.values()])),
         histogram(report.get("scores") or {}),
         stats_table(rows),
-        shadow_table(report.get("shadow") or []),
+        shadow_table(report.get("shadow_live") or report.get("shadow") or []),
         decision_html(report.get("decision") or {}),
     )
 
 
-def build_experiments_tab(service: RerankService) -> None:
+def build_experiments_tab(service: RerankService) -> gr.Timer:
+    """Returns the refresh timer; the app activates it only while this tab is shown."""
     def load_form() -> tuple[Any, ...]:
         weights, sticky, rules, shadow = form_from_policy(service.traffic() if service.is_ready() else {})
         choices = [NO_SHADOW, *service.usable_versions()]
@@ -43,9 +45,11 @@ def build_experiments_tab(service: RerankService) -> None:
 
     def start_winner(token: str) -> str:
         def start() -> str:
-            candidate = (service.experiment_report().get("decision") or {}).get("candidate")
-            if not candidate:
-                raise InputError("there is no candidate to roll out: split traffic between two versions first")
+            decision = service.experiment_report().get("decision") or {}
+            candidate, verdict = decision.get("candidate"), decision.get("verdict")
+            if not candidate or verdict != "promote":
+                raise InputError(f"no winner to roll out: the verdict is {verdict or 'not available'!r}"
+                                 f" for candidate {candidate or '(none)'!r}")
             return f"started rollout {service.start_rollout_of(candidate, ACTOR)} of {candidate}"
         return guarded(service, token, "Staged rollout", start)
 
@@ -59,7 +63,8 @@ def build_experiments_tab(service: RerankService) -> None:
     def refresh(window: float) -> tuple[str, ...]:
         return report_views(service.experiment_report(window_s=float(window)))
 
-    with gr.Tab("Experiments", id="experiments") as tab:
+    with gr.Tab(TAB_LABEL, id="experiments") as tab:
+        timer = gr.Timer(REFRESH_SECONDS, active=False)  # inside the tab: a Tabs child becomes a tab
         token = gr.Textbox(label="Admin token (to change traffic or start a rollout)", type="password",
                            elem_id="ex-token")
         with gr.Row():
@@ -91,4 +96,5 @@ def build_experiments_tab(service: RerankService) -> None:
     apply_button.click(apply, [token, weights, sticky, rules, shadow], [message]).then(refresh, [window], views)
     winner.click(start_winner, [token], [message])
     gr.on([tab.select, window.change], refresh, [window], views)
-    gr.Timer(REFRESH_SECONDS).tick(refresh, [window], views, show_progress="hidden")
+    timer.tick(refresh, [window], views, show_progress="hidden")
+    return timer

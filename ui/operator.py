@@ -14,6 +14,7 @@ from ui.render_status import events_html, gates_html, operator_panel_html, versi
 from ui.style import html_view
 
 REFRESH_SECONDS = 2.0
+TAB_LABEL = "Operator"
 COMMANDS = (("pause", "Pause"), ("resume", "Resume"), ("promote", "Promote now"), ("rollback", "Roll back now"),
             ("acknowledge", "Acknowledge"), ("cancel", "Cancel"))
 PLANS = ("default", "demo", "custom")
@@ -28,10 +29,14 @@ def chosen_plan(plan: str, custom: str) -> str:
     return custom
 
 
-def build_operator_tab(service: RerankService) -> None:
+def build_operator_tab(service: RerankService) -> gr.Timer:
+    """Returns the refresh timer; the app activates it only while this tab is shown."""
     def hot_update(token: str, path: str, plan: str, custom: str, mode: str, force: bool) -> str:
-        return guarded(service, token, "Hot update", lambda: "started rollout " + service.submit_update(
-            path or "", chosen_plan(plan, custom), None if mode == "auto" else mode, ACTOR, force_replace=force))
+        def submit() -> str:
+            chosen_mode = None if mode == "auto" else mode
+            rollout = service.submit_update(path or "", chosen_plan(plan, custom), chosen_mode, ACTOR, force_replace=force)
+            return f"started rollout {rollout} of {path}"
+        return guarded(service, token, "Hot update", submit)
 
     def command(name: str) -> Callable[[str], str]:
         return lambda token: guarded(service, token, name, lambda: service.rollout_command(name, ACTOR))
@@ -55,7 +60,8 @@ def build_operator_tab(service: RerankService) -> None:
         ids = [v["id"] for v in service.versions()]
         return gr.Dropdown(choices=service.known_model_dirs()), gr.Dropdown(choices=ids)
 
-    with gr.Tab("Operator", id="operator") as tab:
+    with gr.Tab(TAB_LABEL, id="operator") as tab:
+        timer = gr.Timer(REFRESH_SECONDS, active=False)  # inside the tab: a Tabs child becomes a tab
         token = gr.Textbox(label="Admin token", type="password", elem_id="op-token")
         with gr.Row():
             path = gr.Dropdown(label="Model path", choices=[], allow_custom_value=True, elem_id="op-path", scale=2)
@@ -64,7 +70,8 @@ def build_operator_tab(service: RerankService) -> None:
         custom = gr.Textbox(label="Custom plan (JSON list of stages)", lines=3, visible=False, elem_id="op-custom",
                             placeholder='[{"share": 10, "seconds": 20}, {"share": 50, "seconds": 60, "ramp": true}, {"share": 100}]')
         with gr.Row():
-            force = gr.Checkbox(label="Replace a failed/rolled-back update", value=False)
+            force = gr.Checkbox(label="If both cannot fit in memory, replace in place (requests queue while it loads)",
+                                value=False, elem_id="op-force")
             update = gr.Button("Hot update", variant="primary", elem_id="op-update")
         message = html_view(elem_id="op-message")
         panel = html_view(elem_id="op-panel")
@@ -90,4 +97,5 @@ def build_operator_tab(service: RerankService) -> None:
     unload_button.click(unload, [token, unload_pick], [message]).then(pickers, None, [path, unload_pick])
     gr.on([tab.select, token.submit], pickers, None, [path, unload_pick])
     gr.on(None, pickers, None, [path, unload_pick])
-    gr.Timer(REFRESH_SECONDS).tick(refresh, [token], views, show_progress="hidden")
+    gr.on([timer.tick, tab.select], refresh, [token], views, show_progress="hidden")
+    return timer

@@ -5,7 +5,7 @@ import gradio as gr
 
 from reranker.errors import RerankerError
 from reranker.service import RerankService
-from ui.documents import document_editor, example_buttons, previews, query_inputs
+from ui.documents import RANK_CONCURRENCY, document_editor, example_buttons, previews, query_inputs
 from ui.entries import Entry, entry, rank_request
 from ui.examples import load_examples
 from ui.render import error_html, note_html, results_html
@@ -39,4 +39,5 @@ def build_playground_tab(service: RerankService) -> None:
                 gr.Markdown("**Examples** — one click loads a query and its documents")
                 example_buttons("pg", load_examples(), query, editor, extra=[instruction])
                 results = html_view(note_html("Results appear here."), elem_id="pg-results")
-    rank_button.click(rank, [*query.components(), editor.state, instruction, top_n], [results])
+    rank_button.click(rank, [*query.components(), editor.state, instruction, top_n], [results],
+                      concurrency_limit=RANK_CONCURRENCY)

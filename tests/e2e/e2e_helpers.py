@@ -1,0 +1,54 @@
+"""Helpers shared by the browser tests."""
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import Page
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "assets" / "examples"
+TOKEN = "e2e-admin-token"
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    token: str
+    data_dir: Path
+    log: Path
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+
+def open_tab(page: Page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def data_uri(path: Path) -> str:
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{kind};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def api_item(raw: dict[str, Any] | str) -> dict[str, Any] | str:
+    """An example item (media as paths relative to assets/examples) in the REST shape."""
+    if isinstance(raw, str):
+        return raw
+    return {k: (data_uri(EXAMPLES / v) if k in ("image", "video") else v) for k, v in raw.items()}
+
+
+def first_example() -> dict[str, Any]:
+    return json.loads((EXAMPLES / "demos.json").read_text())[0]
+
+
+def top_index(page: Page, results: str = "[data-testid=results]") -> int:
+    return int(page.locator(f"{results} li[data-rank='1']").get_attribute("data-index") or -1)
