@@ -5,11 +5,11 @@ import hmac
 from typing import TYPE_CHECKING, Any, Sequence
 
 from reranker.control.requeststats import shadow_stats, latency_series, version_stats
-from reranker.errors import InsufficientMemory, NotFound, RerankerError
+from reranker.errors import InsufficientMemory, ModelLoadError, NotFound, RerankerError
 from reranker.evaluation import build_content, load_labelled_set, ndcg_at_k
 from reranker.models.loading import estimate_footprint
 from reranker.models.memory import SystemMemoryProbe
-from reranker.models.registry import detect_backend, resolve_model_ref
+from reranker.models.registry import detect_backend
 from reranker.service.experiments import Evidence, decide
 from reranker.service.replace import replace_in_place
 
@@ -44,16 +44,25 @@ class OperatorMixin:
                 self.store.record_audit(actor, "hot_update", path, "refused", str(exc))
                 raise
             return replace_in_place(self, path, actor)
+        except RerankerError as exc:
+            self.store.record_audit(actor, "hot_update", path, "refused", str(exc))
+            raise
         return self.updates.submit(path, plan, mode, actor)
 
     def check_room(self: "RerankService", ref: str) -> None:
         """Refuse before anything changes when the candidate cannot fit beside the stable version."""
-        path = resolve_model_ref(ref, self.settings.models_dir)
+        _, path = self.versions_manager.resolve(ref)  # also reads the manifest: a broken one is named
         backend = detect_backend(path)
         probe = SystemMemoryProbe()
         on_gpu = self.settings.device != "cpu" and bool(probe.gpus())
         dtype = backend.supported_dtypes("cuda" if on_gpu else "cpu")[0]
-        need = estimate_footprint(path, dtype)
+        try:
+            need = estimate_footprint(path, dtype)
+        except RerankerError:
+            raise
+        except Exception as exc:  # e.g. a corrupt safetensors header: refuse with the reason, not a 500
+            raise ModelLoadError(
+                f"cannot read the size of {path.name} from its files: {type(exc).__name__}: {exc}") from exc
         free = max((g.free_bytes for g in probe.gpus()), default=0) if on_gpu else probe.host_available_bytes()
         if need > free * SWAP_HEADROOM:
             raise InsufficientMemory(

@@ -5,7 +5,8 @@ import json
 import logging
 import threading
 import urllib.request
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from reranker.clock import Clock
 from reranker.control.controller import RolloutController
@@ -15,7 +16,7 @@ from reranker.control.rollout import TERMINAL, RolloutState
 from reranker.control.runstate import ControllerSnapshot
 from reranker.control.status import derive_status
 from reranker.control.store import Store
-from reranker.errors import Conflict, InputError, NotReady
+from reranker.errors import Conflict, InputError, NotReady, RerankerError
 from reranker.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,30 @@ class StoreSink:
         self._store = store
         self._webhook_url = webhook_url
         self._rollout_id = rollout_id
+        self._held: list[Event] | None = None
+        self._held_lock = threading.Lock()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep events back until the block ends (a new rollout's id is known only after its start)."""
+        with self._held_lock:
+            self._held = []
+        try:
+            yield
+        finally:
+            with self._held_lock:
+                events, self._held = self._held or [], None
+            for event in events:
+                self._write(event)
 
     def emit(self, event: Event) -> None:
+        with self._held_lock:
+            if self._held is not None:
+                self._held.append(event)
+                return
+        self._write(event)
+
+    def _write(self, event: Event) -> None:
         self._store.record_event(event.level.value, event.kind, event.message, self._rollout_id())
         if event.level is EventLevel.ALERT:
             log.warning("ALERT %s: %s", event.kind, event.message)
@@ -117,13 +140,13 @@ class UpdateManager:
             parsed_plan = resolve_plan(plan if plan is not None else "default", self._time_scale)
             parsed_mode = parse_mode(mode) if mode else Mode.NEW_MODEL
             stable = controller.snapshot().stable_id or ""
-            with self._lock:
+            with self._lock, self._sink.held():
                 snap = controller.start(path, parsed_plan, parsed_mode, actor)
                 self._rollout_id = self._store.start_rollout(
                     path, stable, {"name": parsed_plan.name, "stages": parsed_plan.to_list()},
                     parsed_mode.value, snap.state.value, actor)
                 self._seen_gates = set()
-        except (InputError, Conflict) as exc:
+        except RerankerError as exc:
             self._store.record_audit(actor, "hot_update", path, "refused", str(exc))
             raise
         self._store.record_audit(actor, "hot_update", path, "started",

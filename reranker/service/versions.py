@@ -30,7 +30,6 @@ class LoadJob:
     cancel: threading.Event
     done: threading.Event
     error: str | None = None
-    result: LoadResult | None = None
     thread: threading.Thread | None = None
 
 
@@ -91,7 +90,6 @@ class VersionManager:
             if job.cancel.is_set():
                 engine.close()
                 raise ModelLoadError(f"loading {job.version!r} was cancelled")
-            job.result = result
             self._registry.mark_ready(job.version, engine, result.model.info)
             info = result.model.info
             with self._lock:
@@ -103,11 +101,13 @@ class VersionManager:
             log.warning("loading %s failed: %s", job.version, job.error)
             self._registry.mark_failed(job.version, job.error)
         finally:
-            job.done.set()
             with self._lock:
                 self._jobs.pop(job.version, None)
-            if on_done is not None:
-                on_done(job)
+            try:
+                if on_done is not None:  # before `done`: a waiter sees what on_done set up
+                    on_done(job)
+            finally:
+                job.done.set()
 
     def cancel(self, version: str) -> bool:
         with self._lock:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from e2e_helpers import ROOT, TOKEN, Server
+from tests.e2e.e2e_helpers import ROOT, TOKEN, Server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -48,7 +48,7 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per test module; a module may set SERVER_ARGS (extra app.py options)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (test.sh installs Debian's chromium)")
+        pytest.fail(f"{CHROMIUM} is missing: run ./test.sh, which installs Debian's chromium")
     folder = tmp_path_factory.mktemp("server")
     port, log = free_port(), folder / "app.log"
     command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(folder / "data"),

@@ -6,7 +6,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from e2e_helpers import Server, api_item, first_example, open_tab
+from tests.e2e.e2e_helpers import Server, api_item, first_example, open_tab
 
 VERSIONS = ("mini-v1", "mini-v2")
 FIRST_REPORT_TIMEOUT_MS = 90_000  # the first decision scores both versions on the labelled set

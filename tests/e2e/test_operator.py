@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from e2e_helpers import Server, open_tab
+from tests.e2e.e2e_helpers import Server, open_tab
 
 SERVER_ARGS = ["--rollout-time-scale", "0.5"]  # the demo plan in ~15 s
 ROLLOUT_TIMEOUT_MS = 90_000

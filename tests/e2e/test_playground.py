@@ -5,7 +5,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from e2e_helpers import EXAMPLES, Server, api_item, first_example, top_index
+from tests.e2e.e2e_helpers import EXAMPLES, Server, api_item, first_example, top_index
 
 IMAGES, VIDEOS = EXAMPLES / "images", EXAMPLES / "videos"
 
