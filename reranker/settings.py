@@ -49,6 +49,8 @@ class Settings:
     request_log_days: float = 30.0
     rollout_time_scale: float = 1.0  # < 1 compresses every plan's stage times (demos, load tests)
     replace_wait_s: float = 300.0  # how long requests queue during a replace-in-place update
+    gate_latency_ratio: float = 1.15  # candidate P95 model time <= ratio x stable's
+    gate_min_samples: int = 50  # requests per version before the latency and error gates decide
     golden_set: Path = Path("assets/examples/labelled_set.json")
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -74,6 +76,8 @@ ENV_NAMES = {
     "max_video_frames": "RERANKER_MAX_VIDEO_FRAMES",
     "request_log_rows": "RERANKER_REQUEST_LOG_ROWS",
     "rollout_time_scale": "RERANKER_ROLLOUT_TIME_SCALE",
+    "gate_latency_ratio": "RERANKER_GATE_LATENCY_RATIO",
+    "gate_min_samples": "RERANKER_GATE_MIN_SAMPLES",
 }
 
 
@@ -105,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--rollout-time-scale", type=float,
         help=f"multiply every rollout stage's time (0.1 = ten times faster) [{ENV_NAMES['rollout_time_scale']}]",
     )
+    p.add_argument("--gate-latency-ratio", type=float,
+                   help=f"rollout latency gate: candidate P95 <= this x stable P95 [{ENV_NAMES['gate_latency_ratio']}]")
+    p.add_argument("--gate-min-samples", type=int,
+                   help=f"requests per version before live gates decide [{ENV_NAMES['gate_min_samples']}]")
     return p
 
 
@@ -147,6 +155,8 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     port = _number(_pick(args, env, "port"), "port", int)
     log_rows = _number(_pick(args, env, "request_log_rows"), "request_log_rows", int)
     time_scale = _number(_pick(args, env, "rollout_time_scale"), "rollout_time_scale", float)
+    ratio = _number(_pick(args, env, "gate_latency_ratio"), "gate_latency_ratio", float)
+    samples = _number(_pick(args, env, "gate_min_samples"), "gate_min_samples", int)
     return Settings(
         model=_pick(args, env, "model") or base.model,
         host=_pick(args, env, "host") or base.host,
@@ -158,5 +168,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         webhook_url=_pick(args, env, "webhook_url"),
         request_log_rows=int(log_rows) if log_rows is not None else base.request_log_rows,
         rollout_time_scale=float(time_scale) if time_scale is not None else base.rollout_time_scale,
+        gate_latency_ratio=float(ratio) if ratio is not None else base.gate_latency_ratio,
+        gate_min_samples=int(samples) if samples is not None else base.gate_min_samples,
         limits=replace(base.limits, **limit_changes),
     )

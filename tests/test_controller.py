@@ -118,7 +118,8 @@ class FakeSink:
 
 
 class Rig:
-    def __init__(self, cfg: GateConfig = GateConfig(check_interval_s=1.0, failed_checks_to_rollback=2)) -> None:
+    def __init__(self, cfg: GateConfig = GateConfig(check_interval_s=1.0, failed_checks_to_rollback=2,
+                                                    require_evidence=False)) -> None:
         self.clock = FakeClock(start=1000.0)
         self.log: list = []
         self.loader, self.validator = FakeLoader(self.log), FakeValidator()
@@ -175,7 +176,7 @@ def test_happy_path_through_the_default_plan(rig: Rig) -> None:
     snap = rig.ctl.snapshot()
     assert (snap.stage_index, snap.seconds_in_stage) == (1, pytest.approx(45.0))
     assert {g.name: g.verdict for g in snap.gates} == {
-        "golden_same_model": "pass", "latency_p95": "pass", "error_rate": "pending", "memory_growth": "pass",
+        "golden_same_model": "pass", "latency_p95": "pass", "error_rate": "pass", "memory_growth": "pass",
     }
     assert rig.at(119) == pytest.approx(49.5)
     final = rig.ctl.tick(rig.t0 + 120)
@@ -448,3 +449,26 @@ def test_commands_and_ticks_from_several_threads(rig: Rig) -> None:
         t.join()
     assert errors == []
     assert rig.ctl.snapshot().state is S.ROLLING_OUT
+
+
+def test_with_evidence_required_a_stage_holds_until_its_gates_decide() -> None:
+    rig = Rig(GateConfig(check_interval_s=1.0, require_evidence=True))
+    rig.to_traffic(parse_plan([{"share": 5, "seconds": 10}, {"share": 100}]))
+    assert rig.at(5) == 5.0
+    assert rig.at(60) == 5.0  # past its 10 s, but no request has been seen on either version
+    assert rig.ctl.snapshot().state is S.ROLLING_OUT
+    assert "awaiting_evidence" in rig.kinds()
+    rig.feed(STABLE, 30, 0.10)
+    rig.feed(CAND, 30, 0.10)
+    rig.at(62)
+    rig.at(63)
+    assert rig.ctl.snapshot().state in (S.PROMOTING, S.PROMOTED)
+
+
+def test_the_last_stage_needs_no_evidence_since_stable_gets_no_traffic() -> None:
+    rig = Rig(GateConfig(check_interval_s=1.0, require_evidence=True))
+    rig.feed(STABLE, 30, 0.10)
+    rig.to_traffic(parse_plan([{"share": 100, "seconds": 5}]))
+    rig.at(6)
+    rig.at(7)
+    assert rig.ctl.snapshot().state in (S.PROMOTING, S.PROMOTED)

@@ -9,7 +9,7 @@ import hashlib
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pytest
 
@@ -37,6 +37,7 @@ class FakeReranker:
         self.closed = False
         self._delay = delay
         self._gate = gate
+        self.on_score: Callable[[], None] = lambda: None
         self._info = ModelInfo("fake-v1", "fake", "1", "fake", "float32", "cpu", 0, "/nowhere")
 
     @property
@@ -47,6 +48,7 @@ class FakeReranker:
         if self._gate is not None:
             self._gate.wait(5)
         self.calls.append(len(pairs))
+        self.on_score()
         time.sleep(self._delay)
         out = []
         for pair in pairs:
@@ -129,6 +131,18 @@ def test_repeated_pairs_hit_the_cache() -> None:
     assert model.calls == [3]
     engine.score(Content(text="q"), docs("a"), "Find images")
     assert model.calls == [3, 1]
+    engine.close()
+
+
+def test_score_counted_says_how_many_pairs_the_model_computed_and_its_time() -> None:
+    clock = FakeClock()
+    model = FakeReranker()
+    model.on_score = lambda: clock.advance(0.25)
+    engine = Engine(model, EngineSettings(batch_wait_ms=0), clock)
+    first = engine.score_counted(Content(text="q"), docs("a", "b", "a"))
+    assert (first.computed, first.model_seconds) == (2, 0.25)
+    again = engine.score_counted(Content(text="q"), docs("b", "a"))
+    assert (again.computed, again.model_seconds, again.scores) == (0, 0.0, [first.scores[1], first.scores[0]])
     engine.close()
 
 

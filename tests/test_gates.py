@@ -81,9 +81,10 @@ def test_latency_allows_fifteen_percent_over_stable(candidate_p95: float, passed
 
 
 def test_error_rate_gate() -> None:
-    assert error_rate_gate(window(99, 0.1, errors=50), CFG).pending
-    assert error_rate_gate(window(100, 0.1, errors=1), CFG).passed
-    failed = error_rate_gate(window(100, 0.1, errors=2), CFG)
+    cfg = GateConfig(error_min_samples=100)
+    assert error_rate_gate(window(99, 0.1, errors=50), cfg).pending
+    assert error_rate_gate(window(100, 0.1, errors=1), cfg).passed
+    failed = error_rate_gate(window(100, 0.1, errors=2), cfg)
     assert failed.failed and "2 of 100" in failed.detail
 
 

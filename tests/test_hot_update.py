@@ -249,22 +249,24 @@ def test_second_submit_conflicts_and_cancel_during_load(service: RerankService) 
 def test_pause_freezes_the_share_then_promote_now(service: RerankService) -> None:
     stable, candidate = service.stable_version(), the_other(service)
     plan = [{"share": 5, "seconds": 0.5}, {"share": 50, "seconds": 20, "ramp": True}, {"share": 100}]
-    rollout_id = service.submit_update(candidate, plan=plan, actor="alice")
-    wait_for(service, {"rolling_out"})
-    deadline = time.monotonic() + 30
-    while service.status()["share"] <= 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    service.rollout_command("pause", actor="alice")
-    frozen = service.status()
-    assert frozen["state"] == "paused" and frozen["light"] == "yellow" and "paused" in frozen["banner"]
-    weights = service.traffic()["weights"]
-    time.sleep(1.0)
-    assert service.status()["share"] == frozen["share"] and service.traffic()["weights"] == weights
-    service.rollout_command("resume", actor="alice")
-    time.sleep(0.6)
-    assert service.status()["share"] > frozen["share"]
-    service.rollout_command("promote", actor="alice")
-    final = wait_for(service, {"promoted"})
+    with Load(service, threads=8) as load:  # stage 1 ends only once its live gates have evidence
+        rollout_id = service.submit_update(candidate, plan=plan, actor="alice")
+        wait_for(service, {"rolling_out"})
+        deadline = time.monotonic() + 60
+        while service.status()["share"] <= 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        service.rollout_command("pause", actor="alice")
+        frozen = service.status()
+        assert frozen["state"] == "paused" and frozen["light"] == "yellow" and "paused" in frozen["banner"]
+        weights = service.traffic()["weights"]
+        time.sleep(1.0)
+        assert service.status()["share"] == frozen["share"] and service.traffic()["weights"] == weights
+        service.rollout_command("resume", actor="alice")
+        time.sleep(0.6)
+        assert service.status()["share"] > frozen["share"]
+        service.rollout_command("promote", actor="alice")
+        final = wait_for(service, {"promoted"})
+    assert load.errors == [], load.errors[:5]
     new = final["stable"]
     assert new == Path(candidate).name and final["light"] == "green"
     assert service.registry.get(stable).state.value == "retired"
@@ -328,7 +330,7 @@ def test_replace_in_place_queues_concurrent_requests_and_none_fails(service: Rer
         load.settle(new)
     assert service.store.get_rollout(rollout_id).outcome == "promoted"
     assert load.errors == [] and load.total > before, load.errors[:5]
-    assert load.slowest_s > 0.5, "no request waited at the admission gate"
+    assert service.admission.queued > 0, "no request waited at the admission gate"
     assert service.registry.get(stable).state.value == "retired"
     assert_serves(service, new)
     assert service.store.get_stable().version == new

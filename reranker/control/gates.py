@@ -16,11 +16,12 @@ class GateConfig:
     latency_ratio: float = 1.15  # candidate P95 <= ratio x stable P95
     latency_min_samples: int = 20  # per version, in the window, before latency is judged
     max_error_rate: float = 0.01
-    error_min_samples: int = 100  # candidate requests in the window before errors are judged
+    error_min_samples: int = 20  # candidate requests in the window before errors are judged
     max_memory_growth: float = 0.05  # RSS growth since the candidate finished loading
     window_seconds: float = 60.0  # live window the latency and error gates look at
     check_interval_s: float = 1.0  # live gates are checked at most this often
     failed_checks_to_rollback: int = 3  # consecutive failing checks that trigger a rollback
+    require_evidence: bool = True  # a stage below 100% ends only once its live gates have decided
 
 
 @dataclass(frozen=True)

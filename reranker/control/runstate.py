@@ -33,7 +33,9 @@ class RunState:
     gates: dict[str, GateResult] = field(default_factory=dict)
     last_check_at: float = -math.inf
     failed_checks: int = 0
-    held: bool = False  # a failing check kept the stage past its minimum time
+    held: bool = False  # a failing check, or missing evidence, kept the stage past its minimum time
+    gates_checked: bool = False  # at least one live check has run since traffic started
+    awaiting: str = ""  # why the stage is waiting for evidence ('' when it is not)
     traffic_reverted: bool = False
     unload_requested: bool = False
 

@@ -22,6 +22,7 @@ class Job:
     labels: list[str]  # how errors name each pair, e.g. "documents[3]"
     scores: list[float | None] = field(init=False)
     error: BaseException | None = field(default=None, init=False)
+    model_seconds: float = field(default=0.0, init=False)  # model time spent on batches holding this job
     _remaining: int = field(init=False)
     _done: threading.Event = field(default_factory=threading.Event, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -44,6 +45,10 @@ class Job:
             self._remaining -= 1
             if self._remaining == 0:
                 self._done.set()
+
+    def add_model_time(self, seconds: float) -> None:
+        with self._lock:
+            self.model_seconds += seconds
 
     def fail(self, error: BaseException) -> None:
         with self._lock:

@@ -39,6 +39,13 @@ class EngineStats:
     model_seconds: float
 
 
+@dataclass(frozen=True)
+class Scoring:
+    scores: list[float]
+    computed: int  # distinct pairs the model scored for this call (0 = all from the cache)
+    model_seconds: float  # model time of the batches that scored them
+
+
 class Engine:
     """Thread-safe, blocking scoring front for one Reranker.
 
@@ -46,8 +53,12 @@ class Engine:
     `settings.max_batch_pairs`; the model is only ever called from that worker.
     """
 
-    def __init__(self, model: Reranker, settings: EngineSettings, clock: Clock) -> None:
+    def __init__(self, model: Reranker, settings: EngineSettings, clock: Clock,
+                 compute_lock: threading.Lock | None = None) -> None:
         self._model = model
+        # Engines on one device share this lock: forward passes of two versions never overlap,
+        # so each version's model time is measured without the other's interference.
+        self._compute_lock = compute_lock or threading.Lock()
         self._info = model.info
         self._clock = clock
         self._cache = ScoreCache(settings.cache_entries)
@@ -77,6 +88,12 @@ class Engine:
 
     def score(self, query: Content, documents: Sequence[Content], instruction: str | None = None) -> list[float]:
         """Scores in [0, 1] for each document, in document order. Blocks until they are known."""
+        return self.score_counted(query, documents, instruction).scores
+
+    def score_counted(self, query: Content, documents: Sequence[Content],
+                      instruction: str | None = None) -> "Scoring":
+        """Like score(), plus how many distinct pairs the model computed (0 = all from the cache)
+        and the model time of the batches that computed them."""
         if self.state is EngineState.CLOSED:
             raise NotReady(f"engine for model {self._info.id} is closed; the request was not scored")
         keys = [score_key(self._info.id, instruction, query, doc) for doc in documents]
@@ -91,9 +108,10 @@ class Engine:
                 missing[key] = [i]
             else:
                 results[i] = cached
+        model_seconds = 0.0
         if missing:
             firsts = [positions[0] for positions in missing.values()]
-            scores = self._submit(
+            scores, model_seconds = self._submit(
                 [Pair(query, documents[i], instruction) for i in firsts],
                 list(missing),
                 [f"documents[{i}]" for i in firsts],
@@ -101,7 +119,7 @@ class Engine:
             for positions, value in zip(missing.values(), scores):
                 for i in positions:
                     results[i] = value
-        return [value for value in results if value is not None]
+        return Scoring([value for value in results if value is not None], len(missing), model_seconds)
 
     def warm_up(self) -> None:
         """Score a tiny text pair and a tiny image pair (bypassing the cache); then report ready."""
@@ -146,10 +164,11 @@ class Engine:
         self._worker.join()
         self._model.close()
 
-    def _submit(self, pairs: list[Pair], keys: list[ScoreKey], labels: list[str]) -> list[float]:
+    def _submit(self, pairs: list[Pair], keys: list[ScoreKey], labels: list[str]) -> tuple[list[float], float]:
         job = Job(pairs=pairs, keys=keys, labels=labels)
         self._queue.put(job, self._info.id)
-        return job.wait()
+        scores = job.wait()
+        return scores, job.model_seconds
 
     def _run(self) -> None:
         while True:
@@ -186,15 +205,19 @@ class Engine:
         if not groups:
             return None
         pairs = [slots[0].pair for slots in groups.values()]
-        started = self._clock.monotonic()
-        try:
-            scores = [float(value) for value in self._model.score(pairs)]
-            if len(scores) != len(pairs):
-                raise RerankerError(f"model returned {len(scores)} scores for {len(pairs)} pairs")
-        except Exception as exc:
-            self._count(0, self._clock.monotonic() - started, failed=True)
-            return self._batch_error(exc, len(pairs))
-        self._count(len(pairs), self._clock.monotonic() - started, failed=False)
+        with self._compute_lock:
+            started = self._clock.monotonic()
+            try:
+                scores = [float(value) for value in self._model.score(pairs)]
+                if len(scores) != len(pairs):
+                    raise RerankerError(f"model returned {len(scores)} scores for {len(pairs)} pairs")
+            except Exception as exc:
+                self._count(0, self._clock.monotonic() - started, failed=True)
+                return self._batch_error(exc, len(pairs))
+            elapsed = self._clock.monotonic() - started
+        self._count(len(pairs), elapsed, failed=False)
+        for job in {id(slot.job): slot.job for slot in batch}.values():
+            job.add_model_time(elapsed)
         for (key, slots), value in zip(groups.items(), scores):
             if not math.isfinite(value):
                 self._fail(slots, RerankerError(

@@ -55,7 +55,11 @@ class RerankService(OperatorMixin):
     def __init__(self, settings: Settings, clock: Clock, admin_token: str, rng: random.Random | None = None,
                  gate_config: GateConfig | None = None) -> None:
         self.settings = settings
-        self.gate_config = gate_config or GateConfig()
+        self.gate_config = gate_config or GateConfig(
+            latency_ratio=settings.gate_latency_ratio,
+            latency_min_samples=settings.gate_min_samples,
+            error_min_samples=settings.gate_min_samples,
+        )
         self.clock = clock
         self._admin_token = admin_token
         self._rng = rng or random.Random()
@@ -225,18 +229,26 @@ class RerankService(OperatorMixin):
                instruction: str | None, shadow: bool = False) -> Scored:
         t0 = self.clock.monotonic()
         try:
-            scores = engine.score(query, documents, instruction)
+            scoring = engine.score_counted(query, documents, instruction)
         except RerankerError as exc:
-            self._count(version, self.clock.monotonic() - t0, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
+            seconds = self.clock.monotonic() - t0
+            self._count(version, seconds, seconds, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
             raise
-        seconds = self.clock.monotonic() - t0
-        self._count(version, seconds, ok=True, kind="", n_docs=len(documents), shadow=shadow)
+        scores, seconds = scoring.scores, self.clock.monotonic() - t0
+        self._count(version, seconds, scoring.model_seconds, ok=True, kind="", n_docs=len(documents),
+                    shadow=shadow, computed=scoring.computed)
         self.score_history.add(version, scores)
         return Scored(version, scores, seconds)
 
-    def _count(self, version: str, seconds: float, ok: bool, kind: str, n_docs: int, shadow: bool) -> None:
-        """Live stats (for the gates) take every scoring; /metrics separates shadow copies."""
-        self.live.record(version, seconds, ok, self.clock.now())
+    def _count(self, version: str, seconds: float, model_seconds: float, ok: bool, kind: str, n_docs: int,
+               shadow: bool, computed: int = 1) -> None:
+        """Live stats feed the rollout gates with each request's model time: the forward passes
+        that computed its pairs, which run one at a time per device, so a version serving 5% of
+        traffic is not timed while the other one's batches fight it for the same cores. Answers
+        served wholly from the score cache are left out (a warm stable would look faster than any
+        new version). /metrics keeps the wall-clock latency and counts shadow copies apart."""
+        if computed or not ok:
+            self.live.record(version, model_seconds, ok, self.clock.now())
         if shadow:
             self.metrics.requests.labels(version, "shadow" if ok else "shadow_error").inc()
             return

@@ -32,9 +32,13 @@ class Admission:
         self._wait_s = wait_s
         self._inside = 0
         self._changed = threading.Condition()
+        self.queued = 0  # requests that found the gate closed and waited (since start)
 
     @contextmanager
     def admitted(self) -> Iterator[None]:
+        if not self._open.is_set():
+            with self._changed:
+                self.queued += 1
         if not self._open.wait(self._wait_s):
             raise NotReady(f"the model is being replaced in place; still not ready after {self._wait_s:.0f} s")
         with self._changed:

@@ -45,6 +45,7 @@ class VersionManager:
         self._loader = loader
         self._jobs: dict[str, LoadJob] = {}
         self._engines: dict[str, Engine] = {}
+        self._device_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> tuple[str, Path]:
@@ -85,7 +86,8 @@ class VersionManager:
         try:
             result = self._loader(job.path, device_pref=self._settings.device, model_id=job.version,
                                   cancel=job.cancel)
-            engine = Engine(result.model, self._settings.engine, self._clock)
+            engine = Engine(result.model, self._settings.engine, self._clock,
+                            compute_lock=self._device_lock(result.model.info.device))
             engine.warm_up()
             if job.cancel.is_set():
                 engine.close()
@@ -108,6 +110,11 @@ class VersionManager:
                     on_done(job)
             finally:
                 job.done.set()
+
+    def _device_lock(self, device: str) -> threading.Lock:
+        """One lock per device: versions sharing it run their forward passes one at a time."""
+        with self._lock:
+            return self._device_locks.setdefault(device, threading.Lock())
 
     def cancel(self, version: str) -> bool:
         with self._lock:

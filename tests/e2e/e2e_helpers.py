@@ -4,9 +4,12 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 from playwright.sync_api import Page
@@ -52,3 +55,32 @@ def first_example() -> dict[str, Any]:
 
 def top_index(page: Page, results: str = "[data-testid=results]") -> int:
     return int(page.locator(f"{results} li[data-rank='1']").get_attribute("data-index") or -1)
+
+
+@contextmanager
+def live_traffic(server: Server, clients: int = 3, max_seconds: float = 120.0) -> Iterator[list[int]]:
+    """REST traffic from several users with fresh queries while the block runs (the rollout gates
+    decide on live evidence). Yields [sent, failed]; stops by itself after max_seconds."""
+    counts = [0, 0]
+    stop = threading.Event()
+    deadline = time.monotonic() + max_seconds
+
+    def run(user: int) -> None:
+        with server.client() as client:
+            n = 0
+            while not stop.is_set() and time.monotonic() < deadline:
+                n += 1
+                body = {"query": f"query {user}-{n} about cats", "documents": [f"doc {user}-{n} cat", f"doc {user}-{n} car"]}
+                response = client.post("/v1/rerank", json=body, headers={"X-User-Id": f"user-{user}-{n}"})
+                counts[0] += 1
+                counts[1] += response.status_code != 200
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield counts
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)

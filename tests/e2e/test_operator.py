@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.e2e_helpers import Server, open_tab
+from tests.e2e.e2e_helpers import Server, live_traffic, open_tab
 
 SERVER_ARGS = ["--rollout-time-scale", "0.5"]  # the demo plan in ~15 s
 ROLLOUT_TIMEOUT_MS = 90_000
@@ -41,6 +41,12 @@ def test_hot_update_turns_yellow_then_green_on_the_new_version(page: Page, serve
     expect(light).to_have_attribute("data-light", "green")
     _choose_path(page, "models/mini-v2")
     page.locator("#op-plan").get_by_text("demo", exact=True).click()
+    with live_traffic(server) as counts:  # live gates decide on real requests
+        _watch_update_to_green(page, light)
+    assert counts[0] > 0 and counts[1] == 0
+
+
+def _watch_update_to_green(page: Page, light) -> None:
     page.locator("#op-update").click()
     expect(page.locator("[data-testid=op-message]")).to_have_attribute("data-outcome", "ok")
     expect(light).to_have_attribute("data-light", "yellow")
