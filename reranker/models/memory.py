@@ -133,3 +133,22 @@ def _shortfall_message(
     if host_free is not None:
         rooms.append(f"host has {format_gib(host_free)} available")
     return f"model needs {needs} (plus headroom); {', '.join(rooms)}"
+
+
+def return_freed_memory() -> None:
+    """After a model is dropped: collect it, empty the CUDA cache, and hand freed heap pages back
+    to the OS (glibc's malloc_trim), so the process RSS really falls after an unload."""
+    import ctypes
+    import ctypes.util
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    libc_name = ctypes.util.find_library("c")
+    if libc_name and sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(libc_name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)

@@ -13,6 +13,7 @@ from reranker.control.store import Store, VersionRecord
 from reranker.engine import Engine
 from reranker.errors import Conflict, ModelLoadError, NotFound
 from reranker.models.loading import LoadResult, load_model
+from reranker.models.memory import return_freed_memory
 from reranker.models.registry import model_id_for, resolve_model_ref
 from reranker.settings import Settings
 
@@ -131,6 +132,7 @@ class VersionManager:
             raise Conflict(f"version {version!r} still had requests in flight after {timeout_s:.0f} s")
         with self._lock:
             self._engines.pop(version, None)
+        return_freed_memory()
         self._store.set_version_state(version, "retired")
 
     def close_engine(self, version: str) -> None:
