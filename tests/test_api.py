@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import (
-    IMAGES, STABLE, TEST_LIMITS, VIDEOS, api_client, data_uri, image_uri, video_uri,
+    IMAGES, STABLE, TEST_LIMITS, api_client, data_uri, image_uri, video_uri,
 )
 
 CAT_DOCS = ["a rocket launching into space", "a tabby cat resting", "a cup of espresso"]

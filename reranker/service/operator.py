@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from reranker.control.requeststats import shadow_stats, latency_series, version_stats
 from reranker.errors import InsufficientMemory, ModelLoadError, NotFound, RerankerError
-from reranker.evaluation import build_content, load_labelled_set, ndcg_at_k
+from reranker.evaluation import load_labelled_set
 from reranker.models.loading import estimate_footprint
 from reranker.models.memory import SystemMemoryProbe
 from reranker.models.registry import detect_backend
 from reranker.service.experiments import Evidence, decide
+from reranker.service.golden import DecodedSet
 from reranker.service.replace import replace_in_place
 
 if TYPE_CHECKING:
@@ -104,16 +105,8 @@ class OperatorMixin:
         """Mean NDCG@5 of a loaded version on the labelled set (cached per version)."""
         if version in self._quality:
             return self._quality[version]
-        labelled = load_labelled_set(self.settings.golden_set)
-        decoders = self._golden_decoders()
-        docs = [build_content(spec, labelled.root, decoders) for spec in labelled.documents.values()]
-        ids = list(labelled.documents)
-        values = []
-        with self.registry.acquire(version) as engine:
-            for q in labelled.queries:
-                scores = engine.score(build_content(q.query, labelled.root, decoders), docs)
-                values.append(ndcg_at_k(scores, [q.relevance.get(d, 0) for d in ids], labelled.k))
-        self._quality[version] = sum(values) / len(values)
+        golden = DecodedSet.build(load_labelled_set(self.settings.golden_set), self._golden_decoders())
+        self._quality[version] = golden.mean_ndcg(golden.scores(self.registry, version))
         return self._quality[version]
 
     def experiment_report(self: "RerankService", window_s: float = 600.0, candidate: str | None = None) -> dict[str, Any]:

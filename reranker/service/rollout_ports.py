@@ -8,14 +8,14 @@ from typing import Callable, Sequence
 
 import psutil
 
-from reranker.content import Content
 from reranker.control.gates import GateConfig, GateResult, golden_new_model, golden_same_model
 from reranker.control.plans import Mode
 from reranker.control.policy import TrafficPolicy
 from reranker.control.ports import LoadPhase, LoadStatus
 from reranker.control.registry import Registry, VersionState
 from reranker.engine import Engine
-from reranker.evaluation import Decoders, LabelledSet, build_content, ndcg_at_k
+from reranker.evaluation import Decoders, LabelledSet
+from reranker.service.golden import DecodedSet
 from reranker.service.versions import LoadJob, VersionManager
 
 log = logging.getLogger(__name__)
@@ -75,33 +75,19 @@ class GoldenSetValidator:
 
     def _run(self, stable_id: str, candidate_id: str, mode: Mode) -> None:
         try:
-            labelled, decoders = self._golden()
-            docs = {key: build_content(spec, labelled.root, decoders) for key, spec in labelled.documents.items()}
-            queries = [(q, build_content(q.query, labelled.root, decoders)) for q in labelled.queries]
-            stable = self._scores(stable_id, queries, list(docs.values()))
-            candidate = self._scores(candidate_id, queries, list(docs.values()))
+            golden = DecodedSet.build(*self._golden())
+            stable = golden.scores(self._registry, stable_id)
+            candidate = golden.scores(self._registry, candidate_id)
             if mode is Mode.SAME_MODEL:
                 flat_s = [s for row in stable for s in row]
                 flat_c = [s for row in candidate for s in row]
                 self._results = [golden_same_model(flat_s, flat_c, self._config)]
             else:
-                ids = list(docs)
-                grades = [[q.relevance.get(d, 0) for d in ids] for q, _ in queries]
-                self._results = [golden_new_model(_mean_ndcg(stable, grades, labelled.k),
-                                                  _mean_ndcg(candidate, grades, labelled.k), self._config)]
+                self._results = [golden_new_model(golden.mean_ndcg(stable), golden.mean_ndcg(candidate), self._config)]
         except Exception as exc:  # reported through poll_validation, which the controller handles
             self._error = exc
         finally:
             self._done.set()
-
-    def _scores(self, version: str, queries: list, documents: list[Content]) -> list[list[float]]:
-        with self._registry.acquire(version) as engine:
-            return [engine.score(content, documents) for _, content in queries]
-
-
-def _mean_ndcg(scores: list[list[float]], grades: list[list[int]], k: int) -> float:
-    values = [ndcg_at_k(s, g, k) for s, g in zip(scores, grades)]
-    return sum(values) / len(values)
 
 
 class RegistryTraffic:
