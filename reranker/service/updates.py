@@ -185,6 +185,7 @@ class UpdateManager:
             return {"light": "red" if not model_ready else "yellow", "state": "starting",
                     "banner": "Loading the first model version…", "stable": None, "candidate": None,
                     "stage": None, "share": 0.0, "gates": [], "events": [], "rollout_id": None}
+        self._observe(snap)  # what status shows is already in the store (the tick thread may lag)
         status = derive_status(snap, model_ready).to_dict()
         return {
             **status,
