@@ -6,13 +6,18 @@ import os
 import secrets
 import sys
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar per load
+from reranker.errors import RerankerError
+from reranker.settings import Settings, settings_from
 
-from reranker.errors import RerankerError  # noqa: E402
-from reranker.settings import Settings, settings_from  # noqa: E402
+
+def quiet_offline_environment(settings: Settings) -> None:
+    """Before gradio or transformers are imported: no analytics, no progress bars, and no hub
+    access unless the operator allowed downloads."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not settings.allow_downloads:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def build_app(settings: Settings, admin_token: str):  # -> (FastAPI, RerankService)
@@ -43,6 +48,7 @@ def main(argv: list[str]) -> int:
     except RerankerError as exc:
         print(f"app.py: {exc}", file=sys.stderr)
         return 2
+    quiet_offline_environment(settings)
     token = settings.admin_token
     if not token:
         token = secrets.token_urlsafe(24)

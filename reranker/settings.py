@@ -49,6 +49,7 @@ class Settings:
     request_log_days: float = 30.0
     rollout_time_scale: float = 1.0  # < 1 compresses every plan's stage times (demos, load tests)
     replace_wait_s: float = 300.0  # how long requests queue during a replace-in-place update
+    allow_downloads: bool = False  # a hub id not on disk may be fetched (huggingface_hub)
     gate_latency_ratio: float = 1.15  # candidate P95 model time <= ratio x stable's
     gate_min_samples: int = 50  # requests per version before the latency and error gates decide
     golden_set: Path = Path("assets/examples/labelled_set.json")
@@ -78,6 +79,7 @@ ENV_NAMES = {
     "rollout_time_scale": "RERANKER_ROLLOUT_TIME_SCALE",
     "gate_latency_ratio": "RERANKER_GATE_LATENCY_RATIO",
     "gate_min_samples": "RERANKER_GATE_MIN_SAMPLES",
+    "allow_downloads": "RERANKER_ALLOW_DOWNLOADS",
 }
 
 
@@ -113,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"rollout latency gate: candidate P95 <= this x stable P95 [{ENV_NAMES['gate_latency_ratio']}]")
     p.add_argument("--gate-min-samples", type=int,
                    help=f"requests per version before live gates decide [{ENV_NAMES['gate_min_samples']}]")
+    p.add_argument("--allow-downloads", action="store_true", default=None,
+                   help=f"let --model or an update name a hub id that is fetched if missing [{ENV_NAMES['allow_downloads']}=1]")
     return p
 
 
@@ -170,5 +174,6 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         rollout_time_scale=float(time_scale) if time_scale is not None else base.rollout_time_scale,
         gate_latency_ratio=float(ratio) if ratio is not None else base.gate_latency_ratio,
         gate_min_samples=int(samples) if samples is not None else base.gate_min_samples,
+        allow_downloads=bool(args.allow_downloads) or env.get(ENV_NAMES["allow_downloads"], "") in ("1", "true", "yes"),
         limits=replace(base.limits, **limit_changes),
     )

@@ -176,6 +176,29 @@ def test_hub_id_is_refused_unless_on_disk(tmp_path: Path) -> None:
     )
 
 
+def test_hub_id_is_downloaded_only_when_allowed(tmp_path: Path) -> None:
+    models_dir, cache, fetched = tmp_path / "models", tmp_path / "hf-cache", tmp_path / "fetched"
+    models_dir.mkdir()
+    cache.mkdir()
+    fetched.mkdir()
+    asked: list[str] = []
+
+    def download(hub_id: str) -> str:
+        asked.append(hub_id)
+        return str(fetched)
+
+    assert resolve_model_ref("Qwen/Qwen3-VL-Reranker-2B", models_dir, hub_cache=cache, download=download) == fetched
+    assert asked == ["Qwen/Qwen3-VL-Reranker-2B"]
+
+    def offline(hub_id: str) -> str:
+        raise OSError("network unreachable")
+
+    with pytest.raises(ModelLoadError, match="could not download 'Qwen/Qwen3-VL-Reranker-2B'.*unreachable"):
+        resolve_model_ref("Qwen/Qwen3-VL-Reranker-2B", models_dir, hub_cache=cache, download=offline)
+    with pytest.raises(ModelLoadError, match="--allow-downloads"):
+        resolve_model_ref("Qwen/Qwen3-VL-Reranker-2B", models_dir, hub_cache=cache)
+
+
 def test_hub_id_found_in_the_hugging_face_cache(tmp_path: Path) -> None:
     repo = tmp_path / "hub" / "models--Qwen--Qwen3-VL-Reranker-8B"
     snapshot = repo / "snapshots" / "abc123"

@@ -37,3 +37,9 @@ def test_bad_values_name_the_setting(env: dict[str, str]) -> None:
 def test_with_returns_a_changed_copy() -> None:
     s = Settings()
     assert s.with_(port=1).port == 1 and s.port == 7860
+
+
+def test_downloads_are_off_unless_allowed() -> None:
+    assert settings_from([], {}).allow_downloads is False
+    assert settings_from(["--allow-downloads"], {}).allow_downloads is True
+    assert settings_from([], {"RERANKER_ALLOW_DOWNLOADS": "1"}).allow_downloads is True

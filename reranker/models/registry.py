@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from reranker.errors import InputError, ModelLoadError, NotFound
 from reranker.models.base import Backend
@@ -65,11 +65,13 @@ def model_id_for(path: Path) -> str:
     return path.resolve().name
 
 
-def resolve_model_ref(ref: str, models_dir: Path, hub_cache: Path | None = None) -> Path:
-    """A model directory from a path, a bare name under models_dir, or a hub id already on disk.
+def resolve_model_ref(ref: str, models_dir: Path, hub_cache: Path | None = None,
+                      download: Callable[[str], str] | None = None) -> Path:
+    """A model directory from a path, a bare name under models_dir, or a hub id.
 
-    Nothing is downloaded: a hub id (org/name) resolves only to models_dir/org/name,
-    models_dir/name or a snapshot in the Hugging Face cache (hub_cache; None = its default).
+    A hub id (org/name) resolves to models_dir/org/name, models_dir/name or a snapshot in the
+    Hugging Face cache (hub_cache; None = its default). Only when the operator allowed downloads
+    (`download`, e.g. huggingface_hub.snapshot_download) is a missing hub id fetched.
     """
     text = ref.strip()
     if not text:
@@ -82,7 +84,12 @@ def resolve_model_ref(ref: str, models_dir: Path, hub_cache: Path | None = None)
         if candidate.is_dir():
             return candidate.resolve()
     if HUB_ID.match(text) and not given.is_absolute():
-        return _from_hub_cache(text, hub_cache, candidates)
+        try:
+            return _from_hub_cache(text, hub_cache, candidates)
+        except ModelLoadError:
+            if download is None:
+                raise
+        return _download(text, download)
     looked = ", ".join(str(candidate) for candidate in candidates)
     raise ModelLoadError(f"model {ref!r} not found: no directory {looked}")
 
@@ -98,8 +105,15 @@ def _from_hub_cache(hub_id: str, hub_cache: Path | None, looked_in: list[Path]) 
         f"model {hub_id!r} looks like a Hugging Face hub id but is not on this machine "
         f"(looked in {looked} and the Hugging Face cache); nothing is downloaded at run time: "
         f"download it first, e.g. `huggingface-cli download {hub_id} --local-dir "
-        f"{looked_in[-1]}`"
+        f"{looked_in[-1]}`, or start the app with --allow-downloads"
     )
+
+
+def _download(hub_id: str, download: Callable[[str], str]) -> Path:
+    try:
+        return Path(download(hub_id))
+    except Exception as exc:  # network, auth or missing repo: say which model and why
+        raise ModelLoadError(f"could not download {hub_id!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def _require_directory(path: Path) -> None:

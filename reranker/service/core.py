@@ -70,7 +70,8 @@ class RerankService(OperatorMixin):
         self.metrics = ServiceMetrics()
         self.live = LiveStats()
         self.request_log = RequestLogWriter(self.store, settings.request_log_rows, settings.request_log_days, clock)
-        self.versions_manager = VersionManager(settings, self.registry, self.store, clock)
+        self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
+                                               download=hub_download if settings.allow_downloads else None)
         self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
         self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits), self.decoder)
         self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
@@ -330,6 +331,13 @@ class RerankService(OperatorMixin):
         self.request_log.close()
         self.versions_manager.close_all()
         self.store.close()
+
+
+def hub_download(hub_id: str) -> str:
+    """Fetch a model from the Hugging Face hub (only with --allow-downloads)."""
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(hub_id)
 
 
 def _rest(result: RankResult, n: int) -> list[int]:

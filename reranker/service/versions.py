@@ -38,19 +38,20 @@ class VersionManager:
     """Loads a model dir into an Engine (fallback chain, verify, warm up) and registers it."""
 
     def __init__(self, settings: Settings, registry: Registry, store: Store, clock: Clock,
-                 loader: Loader = load_model) -> None:
+                 loader: Loader = load_model, download: Callable[[str], str] | None = None) -> None:
         self._settings = settings
         self._registry = registry
         self._store = store
         self._clock = clock
         self._loader = loader
+        self._download = download
         self._jobs: dict[str, LoadJob] = {}
         self._engines: dict[str, Engine] = {}
         self._device_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> tuple[str, Path]:
-        path = resolve_model_ref(ref, self._settings.models_dir)
+        path = resolve_model_ref(ref, self._settings.models_dir, download=self._download)
         return model_id_for(path), path
 
     def start_load(self, ref: str, on_done: Callable[[LoadJob], None] | None = None,
