@@ -152,6 +152,13 @@ def admin_routes(service: RerankService) -> APIRouter:
         """Replace the traffic policy (validated whole; a bad one is refused with the reason)."""
         return service.set_traffic(policy, actor=who)
 
+    @router.get("/experiments")
+    def experiments(window_s: float = 600.0, candidate: str | None = None,
+                    who: str = Depends(actor)) -> dict[str, Any]:
+        """Per-version evidence over the window, shadow agreement and the promote / keep stable /
+        inconclusive verdict (what the Experiments tab shows)."""
+        return service.experiment_report(window_s=window_s, candidate=candidate)
+
     @router.get("/audit")
     def audit(limit: int = 100, who: str = Depends(actor)) -> dict[str, Any]:
         """Recent operator actions."""

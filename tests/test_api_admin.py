@@ -18,6 +18,7 @@ ADMIN_ROUTES = [
     ("GET", "/admin/traffic", None),
     ("PUT", "/admin/traffic", {"weights": {STABLE: 100}}),
     ("GET", "/admin/audit", None),
+    ("GET", "/admin/experiments", None),
 ]
 BAD_CREDENTIALS = {
     "missing": {},
