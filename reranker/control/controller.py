@@ -5,10 +5,11 @@ job, poll it, swap the routing snapshot). Events are handed to the sink after th
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from reranker.clock import Clock
 from reranker.control.gates import GateConfig, live_gates
@@ -32,6 +33,17 @@ from reranker.errors import Conflict
 
 logger = logging.getLogger(__name__)
 S, T = RolloutState, Trigger
+
+
+def _publishing(method: Callable[..., ControllerSnapshot]) -> Callable[..., ControllerSnapshot]:
+    """Run a state-changing method and hand its events to the sink as one step."""
+
+    @functools.wraps(method)
+    def publishing(self: "RolloutController", *args: Any, **kwargs: Any) -> ControllerSnapshot:
+        with self._emit_lock:
+            return method(self, *args, **kwargs)
+
+    return publishing
 
 
 class RolloutController:
@@ -63,8 +75,12 @@ class RolloutController:
         self._last_error = ""
         self._events: deque[Event] = deque(maxlen=max_events)
         self._outbox: list[Event] = []
+        # Held by every state change until its events reach the sink, and by snapshot():
+        # a reader never sees a state whose events are not recorded yet.
+        self._emit_lock = threading.RLock()
 
     # ----- operator commands -------------------------------------------------------------
+    @_publishing
     def start(self, path: str, plan: Plan, mode: Mode, actor: str) -> ControllerSnapshot:
         with self._lock:
             now = self._clock.now()
@@ -82,6 +98,7 @@ class RolloutController:
             self._move(now, T.START, "start", f"{actor} started an update to {path} (plan {plan.name}, {mode.value})", actor=actor)
         return self._after_command()
 
+    @_publishing
     def pause(self, actor: str) -> ControllerSnapshot:
         with self._lock:
             now = self._clock.now()
@@ -90,6 +107,7 @@ class RolloutController:
             self._move(now, T.PAUSE, "pause", f"{actor} paused the rollout at {run.share:.1f}%", actor=actor)
         return self._after_command()
 
+    @_publishing
     def resume(self, actor: str) -> ControllerSnapshot:
         with self._lock:
             now = self._clock.now()
@@ -98,6 +116,7 @@ class RolloutController:
             self._move(now, T.RESUME, "resume", f"{actor} resumed the rollout", actor=actor)
         return self._after_command()
 
+    @_publishing
     def promote_now(self, actor: str) -> ControllerSnapshot:
         with self._lock:
             now = self._clock.now()
@@ -105,6 +124,7 @@ class RolloutController:
             self._promote(now, T.PROMOTE_NOW, f"{actor} promoted the candidate now", actor)
         return self._after_command()
 
+    @_publishing
     def rollback_now(self, actor: str) -> ControllerSnapshot:
         with self._lock:
             now = self._clock.now()
@@ -112,6 +132,7 @@ class RolloutController:
             self._rollback(now, T.ROLLBACK_NOW, f"rolled back by {actor}", EventLevel.WARNING, actor)
         return self._after_command()
 
+    @_publishing
     def cancel(self, actor: str) -> ControllerSnapshot:
         with self._lock:
             now = self._clock.now()
@@ -121,6 +142,7 @@ class RolloutController:
             self._move(now, T.CANCEL, "cancelled", f"{actor} cancelled loading {run.path}", actor=actor)
         return self._after_command()
 
+    @_publishing
     def acknowledge(self, actor: str) -> ControllerSnapshot:
         with self._lock:
             now = self._clock.now()
@@ -128,6 +150,7 @@ class RolloutController:
             self._move(now, T.ACKNOWLEDGE, "acknowledge", f"{actor} acknowledged: {self._last_outcome}", actor=actor)
         return self._after_command()
 
+    @_publishing
     def recover(self, interrupted: InterruptedRollout) -> ControllerSnapshot:
         """At start-up: record a rollout the previous process left unfinished (red until acknowledged)."""
         with self._lock:
@@ -143,6 +166,7 @@ class RolloutController:
         return self._after_command()
 
     # ----- the loop ------------------------------------------------------------------------
+    @_publishing
     def tick(self, now: float | None = None) -> ControllerSnapshot:
         """Move the rollout as far as the evidence allows at `now`. Never raises."""
         with self._lock:
@@ -156,7 +180,7 @@ class RolloutController:
         return self._after_command()
 
     def snapshot(self) -> ControllerSnapshot:
-        with self._lock:
+        with self._emit_lock, self._lock:
             return self._snapshot(self._clock.now())
 
     # ----- steps (under the lock) ------------------------------------------------------------
@@ -380,14 +404,15 @@ class RolloutController:
         self._outbox.append(event)
 
     def _after_command(self) -> ControllerSnapshot:
-        with self._lock:
-            outbox, self._outbox = self._outbox, []
-            snap = self._snapshot(self._clock.now())
-        for event in outbox:
-            try:
-                self._sink.emit(event)
-            except Exception:
-                logger.exception("event sink failed for %s", event.kind)
+        with self._emit_lock:
+            with self._lock:
+                outbox, self._outbox = self._outbox, []
+                snap = self._snapshot(self._clock.now())
+            for event in outbox:
+                try:
+                    self._sink.emit(event)
+                except Exception:
+                    logger.exception("event sink failed for %s", event.kind)
         return snap
 
     def _snapshot(self, now: float) -> ControllerSnapshot:
