@@ -37,3 +37,12 @@ def test_tick_is_idempotent() -> None:
     second = rig.ctl.tick(rig.t0 + 50)
     assert (len(rig.log), len(rig.sink.events)) == (calls, events)
     assert (second.state, second.share, second.stage_index) == (first.state, first.share, first.stage_index)
+
+
+def test_waiting_for_evidence_is_logged_once_not_every_tick() -> None:
+    rig = Rig(GateConfig(check_interval_s=1.0, require_evidence=True))
+    rig.to_traffic(parse_plan([{"share": 5, "seconds": 1}, {"share": 100}]))
+    for second in range(2, 30):
+        rig.feed(STABLE, 1, 0.1)  # counts change every tick; the undecided gates do not
+        rig.at(second)
+    assert rig.kinds().count("awaiting_evidence") == 1

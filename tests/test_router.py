@@ -119,3 +119,17 @@ def test_snapshot_is_immutable():
     s = snap({"weights": {"v1": 100}})
     with pytest.raises(AttributeError):
         s.generation = 2  # type: ignore[misc]
+
+
+def test_a_salt_picks_other_users_but_keeps_them_sticky_within_the_salt() -> None:
+    keys = [f"user-{i}" for i in range(2000)]
+
+    def on_candidate(salt: str, share: float) -> set[str]:
+        snap = RoutingSnapshot(TrafficPolicy(weights=(("b", share), ("a", 100 - share)), salt=salt), "a", 1)
+        return {k for k in keys if route(snap, k, RequestAttributes(), 0.99).version == "b"}
+
+    first, second = on_candidate("rollout-1", 5), on_candidate("rollout-2", 5)
+    assert 60 <= len(first) <= 140 and 60 <= len(second) <= 140
+    assert len(first & second) < 0.3 * len(first)  # another rollout, mostly other users
+    assert first <= on_candidate("rollout-1", 50)  # within one salt, users stay as the share grows
+    assert TrafficPolicy.from_dict({"weights": {"a": 100}, "salt": "x"}).to_dict()["salt"] == "x"

@@ -239,15 +239,16 @@ class RolloutController:
     def _advance(self, now: float, run: RunState) -> bool:
         stage = run.plan.stages[run.stage_index]
         elapsed = run.seconds_in_stage(now)
-        waiting = self._undecided(run) if elapsed >= stage.seconds else ""
+        waiting = self._undecided(run) if elapsed >= stage.seconds else {}
         if elapsed < stage.seconds or run.failed_checks or waiting:
             run.held = run.held or elapsed >= stage.seconds
             self._set_share(run, share_at(run.plan, run.stage_index, elapsed))
-            if waiting and waiting != run.awaiting:
-                self._event(now, "awaiting_evidence", f"stage {run.stage_index + 1} holds until its gates decide: {waiting}")
-            run.awaiting = waiting
+            if waiting and tuple(waiting) != run.awaiting:  # once per set of undecided gates
+                why = "; ".join(f"{name}: {detail}" for name, detail in waiting.items())
+                self._event(now, "awaiting_evidence", f"stage {run.stage_index + 1} holds until its gates decide: {why}")
+            run.awaiting = tuple(waiting)
             return False
-        run.awaiting = ""
+        run.awaiting = ()
         if run.stage_index + 1 == len(run.plan.stages):
             self._promote(now, T.PLAN_COMPLETE, "every stage passed its gates", "controller")
             return True
@@ -256,18 +257,17 @@ class RolloutController:
         self._enter_stage(now, run, run.stage_index + 1, 0.0 if run.held else elapsed - stage.seconds)
         return True
 
-    def _undecided(self, run: RunState) -> str:
-        """Why the current stage cannot end yet for lack of evidence ('' when it can).
+    def _undecided(self, run: RunState) -> dict[str, str]:
+        """The live gates that still lack evidence, by name ({} when the stage may end).
 
         The last stage (100%) is exempt: the stable version gets no traffic there to compare with.
         """
         stage = run.plan.stages[run.stage_index]
         if not self._cfg.require_evidence or stage.share >= 100:
-            return ""
-        pending = [g for g in run.gates.values() if g.pending]
+            return {}
         if not run.gates_checked:
-            return "no live check has run yet"
-        return "; ".join(f"{g.name}: {g.detail}" for g in pending)
+            return {"live checks": "none has run yet"}
+        return {g.name: g.detail for g in run.gates.values() if g.pending}
 
     def _enter_stage(self, now: float, run: RunState, index: int, carried: float = 0.0) -> None:
         run.stage_index, run.stage_started_at, run.held = index, now - carried, False

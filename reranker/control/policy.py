@@ -79,6 +79,7 @@ class TrafficPolicy:
     sticky: bool = True
     rules: tuple[Rule, ...] = ()
     shadow: str | None = None
+    salt: str = ""  # mixed into the sticky hash: another salt puts other users on the low arms
     _index: Mapping[str, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +102,8 @@ class TrafficPolicy:
             raise InputError(f"sticky must be true or false, got {self.sticky!r}")
         if self.shadow is not None:
             _require_id("shadow.version", self.shadow)
+        if not isinstance(self.salt, str):
+            raise InputError(f"salt must be a string, got {self.salt!r}")
         object.__setattr__(self, "weights", tuple(seen.items()))
         object.__setattr__(self, "rules", tuple(self.rules))
         object.__setattr__(self, "_index", seen)
@@ -135,7 +138,7 @@ class TrafficPolicy:
     def from_dict(cls, raw: object) -> "TrafficPolicy":
         if not isinstance(raw, Mapping):
             raise InputError(f"traffic policy must be an object, got {raw!r}")
-        unknown = set(raw) - {"weights", "sticky", "rules", "shadow"}
+        unknown = set(raw) - {"weights", "sticky", "rules", "shadow", "salt"}
         if unknown:
             raise InputError(f"traffic policy has unknown keys {sorted(unknown)!r}")
         weights = raw.get("weights")
@@ -149,6 +152,7 @@ class TrafficPolicy:
             sticky=raw.get("sticky", True),
             rules=tuple(Rule.from_dict(r, i) for i, r in enumerate(rules)),
             shadow=_shadow_from(raw.get("shadow")),
+            salt=raw.get("salt", ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +161,7 @@ class TrafficPolicy:
             "sticky": self.sticky,
             "rules": [r.to_dict() for r in self.rules],
             "shadow": None if self.shadow is None else {"version": self.shadow},
+            **({"salt": self.salt} if self.salt else {}),
         }
 
 

@@ -79,7 +79,7 @@ def route(snapshot: RoutingSnapshot, user_key: str | None, attributes: RequestAt
             chosen, reason = snapshot.arms[0], "default"
         else:
             sticky = policy.sticky and bool(user_key)
-            point = user_point(user_key) if sticky else draw  # type: ignore[arg-type]
+            point = user_point(policy.salt + user_key) if sticky else draw  # type: ignore[operator]
             chosen = snapshot.arms[bisect.bisect_right(snapshot.bounds, point)]
             reason = "sticky" if sticky else "weighted"
     shadow = policy.shadow if policy.shadow != chosen else None

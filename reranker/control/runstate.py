@@ -35,7 +35,7 @@ class RunState:
     failed_checks: int = 0
     held: bool = False  # a failing check, or missing evidence, kept the stage past its minimum time
     gates_checked: bool = False  # at least one live check has run since traffic started
-    awaiting: str = ""  # why the stage is waiting for evidence ('' when it is not)
+    awaiting: tuple[str, ...] = ()  # the gates the stage waits on for evidence (() when it does not)
     traffic_reverted: bool = False
     unload_requested: bool = False
 
