@@ -6,8 +6,12 @@ import os
 import secrets
 import sys
 
+from pathlib import Path
+
 from reranker.errors import RerankerError
 from reranker.settings import Settings, settings_from
+
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def quiet_offline_environment(settings: Settings) -> None:
@@ -27,15 +31,21 @@ def build_app(settings: Settings, admin_token: str):  # -> (FastAPI, RerankServi
     from reranker.clock import SystemClock
     from reranker.service import RerankService
     from ui import build_ui
+    from ui.file_guard import GradioFileGuard
 
     service = RerankService(settings, SystemClock(), admin_token)
     api = create_api(service, settings.limits.max_request_bytes)
     blocks = build_ui(service)
+    # /gradio_api/file= serves Gradio's upload cache and assets/ (the public example media) only;
+    # --media-dir folders are inputs of the REST API, not published.
     app = gr.mount_gradio_app(
         api, blocks, path="/", server_name=settings.host, server_port=settings.port,
-        allowed_paths=[str(p) for p in settings.media_dirs] + ["assets"],
-        max_file_size=settings.limits.max_media_bytes, footer_links=["api"],
+        allowed_paths=[str(ASSETS)], max_file_size=settings.limits.max_media_bytes, footer_links=["api"],
     )
+    # mount_gradio_app never sets has_launched, and Gradio skips its own "was this file uploaded by
+    # a user?" check on event payloads while it is False (processing_utils._check_allowed).
+    blocks.has_launched = True
+    app.add_middleware(GradioFileGuard)
     app.router.on_startup.append(lambda: service.start())
     app.router.on_shutdown.append(service.close)
     return app, service

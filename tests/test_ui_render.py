@@ -174,6 +174,8 @@ def test_rank_request_reads_bytes_and_checks_input() -> None:
     with pytest.raises(InputError, match="top-n"):
         parse_top_n(-2)
     with pytest.raises(InputError, match="could not be read"):
+        rank_request(Entry(text="x"), (Entry(image=str(Path(CAT).parent / "missing.jpg")),), None, None, None)
+    with pytest.raises(InputError, match="not a file uploaded"):
         rank_request(Entry(text="x"), (Entry(image="/nonexistent/a.jpg"),), None, None, None)
 
 

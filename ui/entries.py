@@ -7,6 +7,7 @@ from typing import Sequence
 
 from reranker.errors import InputError
 from reranker.service.types import Caller, RankRequest, RawItem
+from ui.file_guard import confine_upload
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"})
@@ -40,12 +41,14 @@ def kind_of(path: str) -> str:
     raise InputError(f"file {Path(path).name!r} has extension {suffix or '(none)'!r}; expected one of {known}")
 
 
-def entry(text: str | None, image: str | None, video: str | None) -> Entry:
-    return Entry(text=(text or "").strip() or None, image=image or None, video=video or None)
+def entry(text: str | None, image: str | None, video: str | None, what: str = "query") -> Entry:
+    """Paths must be uploads to this page (Gradio's cache) or shipped examples: see ui.file_guard."""
+    return Entry(text=(text or "").strip() or None, image=confine_upload(image, f"{what}.image"),
+                 video=confine_upload(video, f"{what}.video"))
 
 
 def add_one(entries: Sequence[Entry], text: str | None, image: str | None, video: str | None) -> tuple[Entry, ...]:
-    new = entry(text, image, video)
+    new = entry(text, image, video, what=f"documents[{len(entries)}]")
     if new.is_blank():
         raise InputError("the new document is empty: give text, an image or a video")
     return (*entries, new)
@@ -54,15 +57,17 @@ def add_one(entries: Sequence[Entry], text: str | None, image: str | None, video
 def add_bulk(entries: Sequence[Entry], lines: str | None, files: Sequence[str] | None) -> tuple[Entry, ...]:
     """Each non-empty line becomes a text document; each file an image or video document."""
     texts = [Entry(text=line.strip()) for line in (lines or "").splitlines() if line.strip()]
-    media = [Entry(**{kind_of(path): path}) for path in files or ()]
+    confined = [confine_upload(path, f"files[{i}]") for i, path in enumerate(files or ())]
+    media = [Entry(**{kind_of(path): path}) for path in confined if path]
     if not texts and not media:
         raise InputError("nothing to add: paste lines of text or drop image/video files")
     return (*entries, *texts, *media)
 
 
 def _read(path: str, what: str) -> bytes:
+    confined = confine_upload(path, what) or ""
     try:
-        return Path(path).read_bytes()
+        return Path(confined).read_bytes()
     except OSError as exc:
         raise InputError(f"{what} file {Path(path).name!r} could not be read: {exc.strerror}") from None
 

@@ -98,19 +98,37 @@ class MediaResolver:
             raise MediaError(f"{what}: cannot read file {raw!r} ({exc.strerror})") from None
 
     def _inside_allowed(self, raw: str, what: str) -> Path:
-        given = Path(raw)
-        candidates = [given] if given.is_absolute() else [folder / given for folder in self._allowed]
-        inside = [
-            real
-            for real in (Path(os.path.realpath(c)) for c in candidates)
-            if any(_is_within(real, folder) for folder in self._allowed)
-        ]
-        if inside:
-            return next((real for real in inside if real.exists()), inside[0])
+        inside = resolve_within(raw, self._allowed)
+        if inside is not None:
+            return inside
         raise ForbiddenPath(
             f"{what}: path {raw!r} resolves outside the allowed media folders "
             f"({', '.join(str(d) for d in self._allowed)})"
         )
+
+
+def resolve_within(raw: str, folders: Sequence[Path]) -> Path | None:
+    """The real path (symlinks and `..` resolved) that `raw` names inside one of `folders`, or None.
+
+    A relative `raw` is taken relative to each folder in turn; an absolute one must resolve inside
+    one of them. The one confinement rule for every front end (REST media paths, Gradio payloads).
+    """
+    if "\x00" in raw:
+        return None
+    given = Path(raw)
+    roots = tuple(Path(os.path.realpath(f)) for f in folders)
+    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    try:
+        inside = [
+            real
+            for real in (Path(os.path.realpath(c)) for c in candidates)
+            if any(_is_within(real, root) for root in roots)
+        ]
+    except (OSError, ValueError):
+        return None
+    if inside:
+        return next((real for real in inside if real.exists()), inside[0])
+    return None
 
 
 def _is_within(path: Path, folder: Path) -> bool:
