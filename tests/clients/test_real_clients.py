@@ -107,3 +107,23 @@ def test_llamaindex_jina_rerank_with_its_default_model_name(server_url: str) -> 
 def test_llamaindex_jina_sees_a_refusal_as_its_own_error(server_url: str) -> None:
     out = drive(server_url, "llamaindex_jina_error")
     assert out["raised"] == "RuntimeError" and "query" in out["message"]
+
+
+def readme_curl(port_url: str) -> list[str]:
+    """The REST API section's first curl, verbatim except for the server's address."""
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(curl -s http://127\.0\.0\.1:7860/v1/rerank.*?)```", readme, re.S)
+    assert block, "README's REST API curl example is missing"
+    return [part.replace("http://127.0.0.1:7860", port_url) for part in shlex.split(block.group(1))]
+
+
+def test_readme_curl_runs_verbatim(server_url: str) -> None:
+    done = subprocess.run(readme_curl(server_url), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["model"] == "mini-v1" and len(answer["results"]) == 2, answer
+    assert answer["results"][0]["document"] == {"text": "a tabby cat asleep on a sofa"}
+    assert answer["usage"]["total_tokens"] > 0
