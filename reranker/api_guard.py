@@ -62,7 +62,8 @@ class BodyLimitMiddleware:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body: dict[str, Any] = {"error": {"message": _too_large(self.max_bytes), "type": "PayloadTooLarge"}}
+        message = _too_large(self.max_bytes)
+        body: dict[str, Any] = {"error": {"message": message, "type": "PayloadTooLarge"}, "detail": message}
         data = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
