@@ -34,6 +34,9 @@ from reranker.settings import RaySettings, Settings
 log = logging.getLogger(__name__)
 APP_PREFIX = "reranker-"
 POLL_S = 0.25
+# A Ray we start ourselves: replicas do the model work, so they keep the ingress's priority
+# (Ray renices worker processes +15 by default, which starves them on a shared machine).
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 REPO_ROOT = str(Path(reranker.__file__).resolve().parents[1])
 
 
@@ -136,8 +139,9 @@ class RayEngines:
         self._ray: RaySettings = settings.ray
         self._clock = clock
         if not ray.is_initialized():  # a test or an embedding program may have connected already
+            local = {"_system_config": LOCAL_SYSTEM_CONFIG} if self._ray.address is None else {}
             ray.init(address=self._ray.address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": replica_env(settings)})
+                     runtime_env={"env_vars": replica_env(settings)}, **local)
         serve.start(proxy_location="Disabled")  # the ingress is our FastAPI app, not Serve's proxy
         self._delete_leftovers()
 
