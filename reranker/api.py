@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reranker.api_guard import BodyLimitMiddleware, admin_actor
+from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor
 from reranker.api_observe import RequestIdMiddleware
 from reranker.api_compat import (
     answer, caller, pinned_version, rank_request, score_answer, score_request, v2_answer,
@@ -220,6 +220,9 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
         description="Rank text, image and video documents; hot-swap the model while serving.",
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
+    routers = [public_routes(service), admin_routes(service)]
+    app.add_middleware(MethodGuardMiddleware,
+                       routes=lambda: [*app.router.routes, *(r for router in routers for r in router.routes)])
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(RerankerError)
@@ -236,6 +239,6 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
     def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_body(422, _validation_message(exc), "ValidationError")
 
-    app.include_router(public_routes(service))
-    app.include_router(admin_routes(service))
+    for router in routers:
+        app.include_router(router)
     return app

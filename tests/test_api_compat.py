@@ -129,3 +129,10 @@ def test_model_by_id_and_head_probes(client: TestClient) -> None:
     for path in ("/healthz", "/readyz"):
         head = client.head(path)
         assert head.status_code == 200 and head.content == b""
+
+
+def test_wrong_methods_are_405_with_allow(client: TestClient) -> None:
+    response = client.get("/v1/rerank")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["error"]["type"] == "MethodNotAllowed"
+    assert client.get("/admin/no-such").status_code == 404

@@ -127,3 +127,20 @@ def test_readme_curl_runs_verbatim(server_url: str) -> None:
     assert answer["model"] == "mini-v1" and len(answer["results"]) == 2, answer
     assert answer["results"][0]["document"] == {"text": "a tabby cat asleep on a sofa"}
     assert answer["usage"]["total_tokens"] > 0
+
+
+def test_http_semantics_with_the_gradio_ui_mounted(server_url: str) -> None:
+    """The Gradio app mounted at / must not swallow the REST API's wrong methods or unknown paths."""
+    wrong = httpx.get(f"{server_url}/v1/rerank")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST", wrong.text
+    assert "GET" in wrong.json()["detail"] and wrong.json()["error"]["type"] == "MethodNotAllowed"
+    assert httpx.delete(f"{server_url}/healthz").status_code == 405
+    assert httpx.put(f"{server_url}/v2/rerank").status_code == 405
+    unknown = httpx.get(f"{server_url}/v1/no-such-route")
+    assert unknown.status_code == 404 and "no-such-route" in unknown.json()["detail"]
+    head = httpx.head(f"{server_url}/healthz")
+    assert head.status_code == 200 and head.headers["x-request-id"]
+    echoed = httpx.get(f"{server_url}/readyz", headers={"X-Request-Id": "probe-7"})
+    assert echoed.headers["x-request-id"] == "probe-7"
+    assert httpx.get(f"{server_url}/v1/models/mini-v1").json()["state"] == "serving"
+    assert httpx.get(f"{server_url}/").status_code == 200  # the console still answers at /
