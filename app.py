@@ -66,10 +66,10 @@ def main(argv: list[str]) -> int:
         print(f"Admin token (operator actions; set RERANKER_ADMIN_TOKEN to fix it): {token}", flush=True)
     app, _ = build_app(settings, token)
 
-    import uvicorn
+    from reranker.server import server_for
 
     print(f"Serving on http://{settings.host}:{settings.port}  (model {settings.model})", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    server_for(app, settings.host, settings.port, settings.server).run()
     return 0
 
 

@@ -13,12 +13,13 @@ from reranker.api_models import (
     CompareBody, CompareResponse, ErrorResponse, RerankBody, RerankResponse, UpdateBody,
     VersionBody, to_raw,
 )
-from reranker.errors import RerankerError
+from reranker.api_work import run_bounded
+from reranker.errors import Overloaded, RerankerError
 from reranker.service import RerankService
 from reranker.service.types import Caller, RankRequest, RankResult
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 }
 HTTP_ERROR_TYPES = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
 
@@ -56,10 +57,15 @@ def _echo(item: Any) -> dict[str, Any]:
 
 def public_routes(service: RerankService) -> APIRouter:
     router = APIRouter()
+    timeout_s = service.settings.server.request_timeout_s
+
+    def cancelled(reason: str, never_started: bool) -> None:
+        if never_started:
+            service.metrics.cancelled.labels(reason, "queued").inc()
 
     @router.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True,
                  responses=ERRORS, tags=["rerank"])
-    def rerank(
+    async def rerank(
         body: RerankBody,
         http: Request,
         response: Response,
@@ -67,16 +73,23 @@ def public_routes(service: RerankService) -> APIRouter:
         x_region: str | None = Header(default=None),
     ) -> dict[str, Any]:
         """Rank documents (text, images, videos) against a query; best first."""
-        result = service.rank(_request(body, http, x_user_id, x_region), pinned_version=body.model)
+        request = _request(body, http, x_user_id, x_region)
+        result = await run_bounded(
+            service.work, http, lambda cancel: service.rank(request, pinned_version=body.model, cancel=cancel),
+            timeout_s, cancelled,
+        )
         response.headers["X-Model-Version"] = result.version
         response.headers["X-Request-Id"] = result.request_id
         return _answer(result, body)
 
     @router.post("/v1/rerank/compare", response_model=CompareResponse, response_model_exclude_none=True,
                  responses=ERRORS, tags=["rerank"])
-    def compare(body: CompareBody, http: Request) -> dict[str, Any]:
+    async def compare(body: CompareBody, http: Request) -> dict[str, Any]:
         """Rank the same request with two versions and mark rank changes."""
-        result = service.compare(_request(body, http, None, None), (body.versions[0], body.versions[1]))
+        request, versions = _request(body, http, None, None), (body.versions[0], body.versions[1])
+        result = await run_bounded(
+            service.work, http, lambda cancel: service.compare(request, versions, cancel=cancel), timeout_s, cancelled,
+        )
         return {
             "a": _answer(result.a, body),
             "b": _answer(result.b, body),
@@ -88,13 +101,17 @@ def public_routes(service: RerankService) -> APIRouter:
         """Loaded model versions, their state and traffic share."""
         return {"object": "list", "data": service.versions()}
 
+    # Liveness and readiness are async routes doing no blocking work: the event loop answers them
+    # even when every rank worker and the thread pool are busy.
     @router.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    @router.head("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
     @router.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
-    def readyz() -> Response:
+    @router.head("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
         """A model version is serving."""
         if service.is_ready():
             return JSONResponse({"status": "ready", "stable": service.stable_version()})
@@ -189,7 +206,11 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
 
     @app.exception_handler(RerankerError)
     def reranker_error(_: Request, exc: RerankerError) -> JSONResponse:
-        return _error_body(exc.status_code, str(exc), type(exc).__name__)
+        response = _error_body(exc.status_code, str(exc), type(exc).__name__)
+        if isinstance(exc, Overloaded):
+            service.metrics.overloaded.inc()
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
