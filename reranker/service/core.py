@@ -181,11 +181,16 @@ class RerankService(OperatorMixin):
                 "device": getattr(info, "device", None),
                 "bytes_in_memory": getattr(info, "bytes_in_memory", None),
                 "path": getattr(info, "path", None),
+                "follows_instruction": getattr(info, "follows_instruction", True),
                 "loaded_at": view.loaded_at,
                 "in_flight": view.in_flight,
                 "reason": view.reason,
             })
         return out
+
+    def follows_instruction(self, version: str) -> bool:
+        """False when the version's backend ignores a request's instruction (the mini model does)."""
+        return next((bool(v["follows_instruction"]) for v in self.versions() if v["id"] == version), True)
 
     def usable_versions(self) -> list[str]:
         return sorted(self.registry.usable_versions())
