@@ -23,14 +23,15 @@ from reranker.api_models import (
     CompareBody, CompareResponse, ErrorResponse, RerankBody, RerankResponse, RerankV2Response, ScoreBody,
     ScoreResponse, UpdateBody, VersionBody,
 )
-from reranker.errors import NotFound, RerankerError
+from reranker.api_work import run_bounded
+from reranker.errors import NotFound, Overloaded, RerankerError
 from reranker.service import RerankService
 from reranker.service.types import RankResult
 
 MAX_AUDIT_ROWS = 1000
 MAX_WINDOW_S = 30 * 86_400.0
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 }
 METRICS_CONTENT: dict[int | str, dict[str, Any]] = {200: {
     "description": "Prometheus text format (OpenMetrics when the Accept header asks for it).",
@@ -47,19 +48,29 @@ def _request_id(http: Request) -> str | None:
 
 def public_routes(service: RerankService) -> APIRouter:
     router = APIRouter()
+    timeout_s = service.settings.server.request_timeout_s
 
-    def rank(body: RerankBody, http: Request, response: Response, user: str | None,
-             region: str | None) -> RankResult:
+    def cancelled(reason: str, never_started: bool) -> None:
+        if never_started:
+            service.metrics.cancelled.labels(reason, "queued").inc()
+
+    # Ranking runs in the service's bounded work pool (429 + Retry-After when its queue is full),
+    # under the per-request deadline, and is cancelled when the client leaves (reranker.api_work).
+    async def rank(body: RerankBody, http: Request, response: Response, user: str | None,
+                   region: str | None) -> RankResult:
         request = replace(rank_request(body, caller(http, user, region)), request_id=_request_id(http))
         known = [v["id"] for v in service.versions()] if body.model else []
-        result = service.rank(request, pinned_version=pinned_version(body.model, known))
+        pinned = pinned_version(body.model, known)
+        result = await run_bounded(service.work, http,
+                                   lambda cancel: service.rank(request, pinned_version=pinned, cancel=cancel),
+                                   timeout_s, cancelled)
         response.headers["X-Model-Version"] = result.version
         response.headers["X-Request-Id"] = result.request_id
         return result
 
     @router.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True,
                  responses=ERRORS, tags=["rerank"])
-    def rerank(
+    async def rerank(
         body: RerankBody,
         http: Request,
         response: Response,
@@ -67,11 +78,11 @@ def public_routes(service: RerankService) -> APIRouter:
         x_region: str | None = Header(default=None),
     ) -> dict[str, Any]:
         """Rank documents (text, images, videos) against a query; best first (Cohere v1 shape)."""
-        return answer(rank(body, http, response, x_user_id, x_region), body, echo_by_default=False)
+        return answer(await rank(body, http, response, x_user_id, x_region), body, echo_by_default=False)
 
     @router.post("/v2/rerank", response_model=RerankV2Response, response_model_exclude_none=True,
                  responses=ERRORS, tags=["rerank"])
-    def rerank_v2(
+    async def rerank_v2(
         body: RerankBody,
         http: Request,
         response: Response,
@@ -79,11 +90,11 @@ def public_routes(service: RerankService) -> APIRouter:
         x_region: str | None = Header(default=None),
     ) -> dict[str, Any]:
         """Cohere v2's rerank (cohere.ClientV2, LangChain and LlamaIndex CohereRerank): results plus `meta`."""
-        return v2_answer(rank(body, http, response, x_user_id, x_region), body)
+        return v2_answer(await rank(body, http, response, x_user_id, x_region), body)
 
     @router.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True,
                  responses=ERRORS, tags=["rerank"])
-    def rerank_alias(
+    async def rerank_alias(
         body: RerankBody,
         http: Request,
         response: Response,
@@ -91,12 +102,15 @@ def public_routes(service: RerankService) -> APIRouter:
         x_region: str | None = Header(default=None),
     ) -> dict[str, Any]:
         """Jina's and vLLM's path: as /v1/rerank, but documents are echoed unless return_documents is false."""
-        return answer(rank(body, http, response, x_user_id, x_region), body, echo_by_default=True)
+        return answer(await rank(body, http, response, x_user_id, x_region), body, echo_by_default=True)
 
-    def score(body: ScoreBody, http: Request, response: Response) -> dict[str, Any]:
+    async def score(body: ScoreBody, http: Request, response: Response) -> dict[str, Any]:
         request = replace(score_request(body, caller(http, None, None)), request_id=_request_id(http))
         known = [v["id"] for v in service.versions()] if body.model else []
-        result = service.rank(request, pinned_version=pinned_version(body.model, known))
+        pinned = pinned_version(body.model, known)
+        result = await run_bounded(service.work, http,
+                                   lambda cancel: service.rank(request, pinned_version=pinned, cancel=cancel),
+                                   timeout_s, cancelled)
         response.headers["X-Model-Version"] = result.version
         response.headers["X-Request-Id"] = result.request_id
         return score_answer(result, created=int(service.clock.now()))
@@ -108,9 +122,12 @@ def public_routes(service: RerankService) -> APIRouter:
 
     @router.post("/v1/rerank/compare", response_model=CompareResponse, response_model_exclude_none=True,
                  responses=ERRORS, tags=["rerank"])
-    def compare(body: CompareBody, http: Request) -> dict[str, Any]:
+    async def compare(body: CompareBody, http: Request) -> dict[str, Any]:
         """Rank the same request with two versions and mark rank changes."""
-        result = service.compare(rank_request(body, caller(http, None, None)), (body.versions[0], body.versions[1]))
+        request, versions = rank_request(body, caller(http, None, None)), (body.versions[0], body.versions[1])
+        result = await run_bounded(service.work, http,
+                                   lambda cancel: service.compare(request, versions, cancel=cancel),
+                                   timeout_s, cancelled)
         return {
             "a": answer(result.a, body, echo_by_default=False),
             "b": answer(result.b, body, echo_by_default=False),
@@ -131,13 +148,15 @@ def public_routes(service: RerankService) -> APIRouter:
                 return view
         raise NotFound(f"model {model_id!r} is not loaded; GET /v1/models lists the versions")
 
+    # Liveness and readiness are async routes doing no blocking work: the event loop answers them
+    # even when every rank worker and the thread pool are busy.
     @router.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
     @router.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
-    def readyz() -> Response:
+    async def readyz() -> Response:
         """A model version is serving."""
         if service.is_ready():
             return JSONResponse({"status": "ready", "stable": service.stable_version()})
@@ -241,7 +260,11 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
 
     @app.exception_handler(RerankerError)
     def reranker_error(_: Request, exc: RerankerError) -> JSONResponse:
-        return _error_body(exc.status_code, str(exc), type(exc).__name__)
+        response = _error_body(exc.status_code, str(exc), type(exc).__name__)
+        if isinstance(exc, Overloaded):
+            service.metrics.overloaded.inc()
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
