@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from reranker.cancel import CancelToken
 from reranker.content import Content
 from reranker.engine.engine import EngineStats, Scoring
 from reranker.models.base import ModelInfo
@@ -26,8 +27,9 @@ class ScoringEngine(Protocol):
         ...
 
     def score_counted(self, query: Content, documents: Sequence[Content],
-                      instruction: str | None = None) -> Scoring:
-        """Scores plus the pairs computed and their model time (what the rollout gates read)."""
+                      instruction: str | None = None, cancel: CancelToken | None = None) -> Scoring:
+        """Scores plus the pairs computed and their model time (what the rollout gates read).
+        Raises RequestCancelled once `cancel` fires (deadline passed, client left)."""
         ...
 
     def stats(self) -> EngineStats: ...

@@ -23,6 +23,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
 
 import reranker
+from reranker.cancel import CancelToken, cancelled_error
 from reranker.clock import Clock
 from reranker.content import Content
 from reranker.engine.engine import EngineStats, Scoring
@@ -74,33 +75,50 @@ class RayEngine:
         return self.score_counted(query, documents, instruction).scores
 
     def score_counted(self, query: Content, documents: Sequence[Content],
-                      instruction: str | None = None) -> Scoring:
+                      instruction: str | None = None, cancel: CancelToken | None = None) -> Scoring:
         if self._closed:
             raise NotReady(f"deployment of model {self._info.id} is deleted; the request was not scored")
         try:
-            answer = self._call(query, list(documents), instruction)
+            answer = self._call(query, list(documents), instruction, cancel)
         except RayActorError as exc:  # the replica died with the request: Serve restarts it
             log.warning("a replica of %s died during a request (%s); retrying once", self._info.id, exc)
             with self._lock:
                 self.retries += 1
             try:
-                answer = self._call(query, list(documents), instruction)
+                answer = self._call(query, list(documents), instruction, cancel)
             except RayActorError as again:
                 raise RerankerError(f"two replicas of {self._info.id} died during one request: {again}") from again
         with self._lock:
             self._replicas[answer.replica] = answer.stats
         return answer.scoring
 
-    def _call(self, query: Content, documents: list[Content], instruction: str | None) -> ReplicaAnswer:
+    def _call(self, query: Content, documents: list[Content], instruction: str | None,
+              cancel: CancelToken | None) -> ReplicaAnswer:
+        what = f"model {self._info.id}"
+        if cancel is not None:
+            cancel.check(what)
+        response = self._handle.score.remote(query, documents, instruction)
+        forget = cancel.on_cancel(response.cancel) if cancel is not None else None
         try:
-            return self._handle.score.remote(query, documents, instruction).result(timeout_s=self._timeout_s)
-        except RayTaskError as exc:  # the replica raised: hand on our own error type
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, RerankerError):
-                raise cause from None
-            raise RerankerError(f"model {self._info.id} failed on a replica: {cause or exc}") from exc
-        except (TimeoutError, GetTimeoutError) as exc:
-            raise RerankerError(f"model {self._info.id} did not answer within {self._timeout_s:.0f} s") from exc
+            return response.result(timeout_s=self._timeout_s)
+        except RayActorError:
+            if cancel is not None and cancel.cancelled:
+                raise cancelled_error(cancel.reason or "cancelled", what) from None
+            raise
+        except Exception as exc:
+            if cancel is not None and cancel.cancelled:  # Serve cancelled it on the replica too
+                raise cancelled_error(cancel.reason or "cancelled", what) from exc
+            if isinstance(exc, RayTaskError):  # the replica raised: hand on our own error type
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, RerankerError):
+                    raise cause from None
+                raise RerankerError(f"{what} failed on a replica: {cause or exc}") from exc
+            if isinstance(exc, (TimeoutError, GetTimeoutError)):
+                raise RerankerError(f"{what} did not answer within {self._timeout_s:.0f} s") from exc
+            raise
+        finally:
+            if forget is not None:
+                forget()
 
     def replicas_seen(self) -> list[str]:
         with self._lock:
