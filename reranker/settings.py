@@ -91,9 +91,6 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     engine_kind: str = "embedded"  # "embedded" (one process) | "ray" (Ray Serve deployments)
     ray: RaySettings = field(default_factory=RaySettings)
-
-
-@dataclass(frozen=True)
     server: ServerSettings = field(default_factory=ServerSettings)
 
     def with_(self, **changes: object) -> "Settings":
