@@ -168,8 +168,10 @@ def server_for(app: Any, host: str, port: int, bounds: ServerSettings) -> Bounde
         http=protocol,
         timeout_keep_alive=max(1, round(bounds.keep_alive_s)),
         h11_max_incomplete_event_size=bounds.max_header_bytes,
-        # the protocol keeps connections <= max_connections; this also caps running requests
-        limit_concurrency=bounds.max_connections + 1,
+        # GuardedH11Protocol keeps connections at max_connections by closing the idlest; uvicorn's own
+        # cap (503 once connections or tasks reach it) is only a backstop above that, so a probe
+        # arriving while an evicted connection is still closing is not refused
+        limit_concurrency=2 * bounds.max_connections,
         timeout_graceful_shutdown=max(1, round(bounds.shutdown_timeout_s)),
         backlog=min(2048, bounds.max_connections),
     )
