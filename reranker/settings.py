@@ -24,6 +24,7 @@ class Limits:
     video_fps: float = 1.0  # sampling rate for video files
     max_video_frames: int = 64  # frames sampled from one video (even, >= 4)
     min_video_frames: int = 4
+    max_frame_list_frames: int = 256  # frames in one video sent as a list of images (then sampled)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from typing import Protocol, Sequence
 
 from reranker.content import Content, ImageItem, VideoItem
 from reranker.errors import InputError
-from reranker.service.types import MediaRef, RankRequest, RawItem
+from reranker.media.video import video_from_frames
+from reranker.service.types import FrameList, MediaRef, RankRequest, RawItem, VideoRef
 from reranker.settings import Limits
 
 
@@ -60,6 +61,11 @@ class InputBuilder:
             raise InputError(
                 f"{what} has {len(item.videos)} videos; the limit is {limits.max_videos_per_item}"
             )
+        for ref in item.videos:
+            if isinstance(ref, FrameList) and not 1 <= len(ref.frames) <= limits.max_frame_list_frames:
+                raise InputError(
+                    f"{what}.video.frames has {len(ref.frames)} frames; give 1 to {limits.max_frame_list_frames}"
+                )
 
     def build(self, request: RankRequest) -> tuple[Content, list[Content]]:
         self.check_shape(request)
@@ -72,12 +78,18 @@ class InputBuilder:
             self._decoder.image(self._bytes(ref, f"{what}.image"), f"{what}.image")
             for ref in item.images
         )
-        videos = tuple(
-            self._decoder.video(self._bytes(ref, f"{what}.video"), f"{what}.video")
-            for ref in item.videos
-        )
+        videos = tuple(self._video(ref, f"{what}.video") for ref in item.videos)
         text = item.text if item.text and item.text.strip() else None
         return Content(text=text, images=images, videos=videos)
+
+    def _video(self, ref: VideoRef, what: str) -> VideoItem:
+        if not isinstance(ref, FrameList):
+            return self._decoder.video(self._bytes(ref, what), what)
+        frames = [
+            self._decoder.image(self._bytes(frame, f"{what}.frames[{i}]"), f"{what}.frames[{i}]")
+            for i, frame in enumerate(ref.frames)
+        ]
+        return video_from_frames(frames, self._limits, what)
 
     def _bytes(self, ref: MediaRef, what: str) -> bytes:
         return self._reader.read(ref, what)
