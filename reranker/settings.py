@@ -51,6 +51,8 @@ class Settings:
     rollout_time_scale: float = 1.0  # < 1 compresses every plan's stage times (demos, load tests)
     replace_wait_s: float = 300.0  # how long requests queue during a replace-in-place update
     allow_downloads: bool = False  # a hub id not on disk may be fetched (huggingface_hub)
+    allow_media_urls: bool = False  # requests may name https:// media (SSRF-guarded fetch)
+    media_url_timeout_s: float = 10.0  # whole fetch of one media URL
     gate_latency_ratio: float = 1.15  # candidate P95 model time <= ratio x stable's
     gate_min_samples: int = 50  # requests per version before the latency and error gates decide
     golden_set: Path = Path("assets/examples/labelled_set.json")
@@ -81,6 +83,7 @@ ENV_NAMES = {
     "gate_latency_ratio": "RERANKER_GATE_LATENCY_RATIO",
     "gate_min_samples": "RERANKER_GATE_MIN_SAMPLES",
     "allow_downloads": "RERANKER_ALLOW_DOWNLOADS",
+    "allow_media_urls": "RERANKER_ALLOW_MEDIA_URLS",
 }
 
 
@@ -118,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"requests per version before live gates decide [{ENV_NAMES['gate_min_samples']}]")
     p.add_argument("--allow-downloads", action="store_true", default=None,
                    help=f"let --model or an update name a hub id that is fetched if missing [{ENV_NAMES['allow_downloads']}=1]")
+    p.add_argument("--allow-media-urls", action="store_true", default=None,
+                   help="let requests name https:// images and videos, fetched with an SSRF guard (public "
+                        f"addresses only, max-media-bytes, 10 s) [{ENV_NAMES['allow_media_urls']}=1]")
     return p
 
 
@@ -176,5 +182,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         gate_latency_ratio=float(ratio) if ratio is not None else base.gate_latency_ratio,
         gate_min_samples=int(samples) if samples is not None else base.gate_min_samples,
         allow_downloads=bool(args.allow_downloads) or env.get(ENV_NAMES["allow_downloads"], "") in ("1", "true", "yes"),
+        allow_media_urls=bool(args.allow_media_urls)
+        or env.get(ENV_NAMES["allow_media_urls"], "") in ("1", "true", "yes"),
         limits=replace(base.limits, **limit_changes),
     )

@@ -121,3 +121,9 @@ def test_bf16_difference_is_reported_small(tiny_qwen_dir):
     difference = float(np.max(np.abs(np.array(bf16.score(pairs())) - np.array(reference))))
     print(f"bf16 vs fp32 max |score difference| (tiny checkpoint, CPU): {difference:.2e}")
     assert difference < 0.05
+
+
+def test_token_counts_after_prefix_scoring(scorer):
+    items = pairs()[:5]
+    scorer.score(items)
+    assert scorer.count_tokens(items) == [len(e) for e in scorer.encode(items)]

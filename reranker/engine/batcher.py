@@ -23,12 +23,14 @@ class Job:
     scores: list[float | None] = field(init=False)
     error: BaseException | None = field(default=None, init=False)
     model_seconds: float = field(default=0.0, init=False)  # model time spent on batches holding this job
+    tokens: list[int] = field(init=False)  # per pair: tokens the model read for it (0 = not counted)
     _remaining: int = field(init=False)
     _done: threading.Event = field(default_factory=threading.Event, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.scores = [None] * len(self.pairs)
+        self.tokens = [0] * len(self.pairs)
         self._remaining = len(self.pairs)
         if not self.pairs:
             self._done.set()
@@ -45,6 +47,10 @@ class Job:
             self._remaining -= 1
             if self._remaining == 0:
                 self._done.set()
+
+    def set_tokens(self, index: int, count: int) -> None:
+        with self._lock:
+            self.tokens[index] = count
 
     def add_model_time(self, seconds: float) -> None:
         with self._lock:

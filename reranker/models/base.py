@@ -40,6 +40,15 @@ class Reranker(Protocol):
         ...
 
 
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A backend that can say how many tokens its model reads per pair (the API's usage)."""
+
+    def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
+        """Tokens per pair, in order; called right after score() on the same pairs."""
+        ...
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where and in what precision a backend should load: one step of the fallback chain."""

@@ -24,6 +24,7 @@ from reranker.engine import Engine
 from reranker.evaluation import Decoders
 from reranker.errors import InputError, ModelLoadError, NotReady, RerankerError
 from reranker.media import MediaDecoder, MediaResolver
+from reranker.media.urls import UrlFetcher
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
 from reranker.service.inputs import InputBuilder, top_results
 from reranker.service.experiments import ScoreHistory
@@ -47,6 +48,7 @@ class Scored:
     version: str
     scores: list[float]
     seconds: float
+    tokens: int = 0  # tokens the model read for the request (its own tokenizer; cached pairs included)
 
 
 class RerankService(OperatorMixin):
@@ -73,7 +75,10 @@ class RerankService(OperatorMixin):
         self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
                                                download=hub_download if settings.allow_downloads else None)
         self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
-        self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits), self.decoder)
+        fetcher = (UrlFetcher(settings.limits.max_media_bytes, settings.media_url_timeout_s)
+                   if settings.allow_media_urls else None)
+        self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits, fetcher),
+                                   self.decoder)
         self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
         self.shadow_stats = ShadowStats()
         self.score_history = ScoreHistory()
@@ -182,7 +187,7 @@ class RerankService(OperatorMixin):
     def rank(self, request: RankRequest, pinned_version: str | None = None) -> RankResult:
         started = self.clock.monotonic()
         query, documents = self.inputs.build(request)
-        request_id = uuid.uuid4().hex
+        request_id = request.request_id or uuid.uuid4().hex
         with self.admission.admitted():
             if pinned_version is not None:
                 scored, shadow = self._score_on(pinned_version, query, documents, request.instruction), None
@@ -239,7 +244,7 @@ class RerankService(OperatorMixin):
         self._count(version, seconds, scoring.model_seconds, ok=True, kind="", n_docs=len(documents),
                     shadow=shadow, computed=scoring.computed)
         self.score_history.add(version, scores)
-        return Scored(version, scores, seconds)
+        return Scored(version, scores, seconds, scoring.tokens)
 
     def _count(self, version: str, seconds: float, model_seconds: float, ok: bool, kind: str, n_docs: int,
                shadow: bool, computed: int = 1) -> None:
@@ -263,7 +268,7 @@ class RerankService(OperatorMixin):
     def _result(self, request_id: str, scored: Scored, top_n: int | None, n_docs: int, started: float) -> RankResult:
         ranked = tuple(RankedDocument(i, s) for i, s in top_results(scored.scores, top_n))
         latency_ms = (self.clock.monotonic() - started) * 1000.0
-        usage = {"model_ms": round(scored.seconds * 1000.0, 3)}
+        usage = {"model_ms": round(scored.seconds * 1000.0, 3), "total_tokens": scored.tokens}
         return RankResult(request_id, scored.version, ranked, latency_ms, n_docs, usage)
 
     def _record(self, request: RankRequest, result: RankResult) -> RequestRecord:

@@ -109,11 +109,6 @@ class UpdateManager:
         self._thread = threading.Thread(target=self._loop, name="rollout-tick", daemon=True)
         self._thread.start()
 
-    def rebase(self, stable_id: str) -> None:
-        """A new stable version serves (replaced in place): start a fresh controller on it."""
-        self._controller = self._make_controller(stable_id, self._sink)
-        self._seen_state = None
-
     def is_idle(self) -> bool:
         snap = self.snapshot()
         return snap is None or snap.state is RolloutState.IDLE or snap.state in TERMINAL
@@ -124,8 +119,18 @@ class UpdateManager:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
+        """Tick until closed. Nothing a tick raises (a store error while recording, say) ends
+        the loop: it is logged, alerted once per distinct message, and the next tick retries."""
+        last_error = ""
         while not self._stop.wait(self._tick_s):
-            self.tick()
+            try:
+                self.tick()
+                last_error = ""
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                if why != last_error:
+                    log.exception("rollout tick failed; retrying every %.2f s", self._tick_s)
+                last_error = why
 
     def tick(self) -> ControllerSnapshot:
         controller = self._require()
@@ -154,6 +159,28 @@ class UpdateManager:
         self._metrics.rollout_state.set(1)
         self._observe(snap)
         return self._rollout_id
+
+    def submit_replace(self, path: str, actor: str) -> int:
+        """Record and enter a replace-in-place run; Conflict (409) while any update is in flight."""
+        controller = self._require()
+        try:
+            with self._lock, self._sink.held():
+                stable = controller.snapshot().stable_id or ""
+                snap = controller.begin_replace(path, actor)
+                self._rollout_id = self._store.start_rollout(
+                    path, stable, {"name": "replace-in-place", "stages": []}, "replace-in-place", snap.state.value, actor)
+                self._seen_gates = set()
+        except RerankerError as exc:
+            self._store.record_audit(actor, "hot_update", path, "refused", str(exc))
+            raise
+        self._store.record_audit(actor, "hot_update", path, "started", f"replace in place, rollout {self._rollout_id}")
+        self._metrics.rollout_state.set(1)
+        self._observe(snap)
+        return self._rollout_id
+
+    def finish_replace(self, version_id: str | None, loaded_new: bool, reason: str = "") -> None:
+        snap = self._require().finish_replace(version_id, loaded_new, reason)
+        self._observe(snap)
 
     def command(self, name: str, actor: str) -> None:
         controller = self._require()
@@ -185,7 +212,6 @@ class UpdateManager:
             return {"light": "red" if not model_ready else "yellow", "state": "starting",
                     "banner": "Loading the first model version…", "stable": None, "candidate": None,
                     "stage": None, "share": 0.0, "gates": [], "events": [], "rollout_id": None}
-        self._observe(snap)  # what status shows is already in the store (the tick thread may lag)
         status = derive_status(snap, model_ready).to_dict()
         return {
             **status,
@@ -210,7 +236,10 @@ class UpdateManager:
 
     # ---- persistence ---------------------------------------------------------------------
     def _observe(self, snap: ControllerSnapshot) -> None:
-        """Record state changes, new gate results and the outcome of the current rollout."""
+        """Record state changes, new gate results and the outcome of the current rollout.
+
+        A fact counts as recorded only once its write succeeded: after a store error the next
+        call (the next tick) writes it again."""
         with self._lock:
             rollout_id = self._rollout_id
             if rollout_id is None:
@@ -218,18 +247,17 @@ class UpdateManager:
             for gate in snap.gates:
                 key = (gate.name, gate.observed, gate.passed, gate.pending)
                 if key not in self._seen_gates and not gate.pending:
-                    self._seen_gates.add(key)
                     self._store.record_gate(rollout_id, gate.name, gate.observed, gate.threshold, gate.passed, gate.detail)
+                    self._seen_gates.add(key)
             if snap.state is self._seen_state:
                 return
-            self._seen_state = snap.state
             if snap.state in TERMINAL and snap.state is not RolloutState.INTERRUPTED:
                 outcome = snap.last_outcome or snap.state.value
                 self._store.finish_rollout(rollout_id, snap.state.value, outcome, snap.reason or None)
-                self._metrics.rollouts.labels(outcome).inc()
-                self._metrics.rollout_state.set(0)
                 if snap.state is RolloutState.PROMOTED and snap.candidate_path:
                     self._store.set_stable(snap.stable_id or "", snap.candidate_path)
+                self._metrics.rollouts.labels(outcome).inc()
+                self._metrics.rollout_state.set(0)
             elif snap.state is not RolloutState.IDLE:
                 self._store.update_rollout_state(rollout_id, snap.state.value, snap.candidate_id)
-
+            self._seen_state = snap.state

@@ -75,6 +75,7 @@ class QwenScorer:
         self.pipeline_chunk = PIPELINE_CHUNK
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
+        self._last_lengths: tuple[tuple[int, ...], list[int]] = ((), [])  # (id of each pair, its tokens)
         self._info = ModelInfo(
             id=model_id,
             name=name,
@@ -112,6 +113,7 @@ class QwenScorer:
     def score_plain(self, pairs: Sequence[Pair]) -> list[float]:
         """Left-padded batches through the HF model, no prefix reuse (the baseline)."""
         encoded = self.encode(pairs)
+        self._last_lengths = (tuple(id(p) for p in pairs), [len(e) for e in encoded])
         scores = [0.0] * len(encoded)
         plan = plan_batches([len(e) for e in encoded], self.max_batch_size, self.max_batch_tokens)
         for indices in plan:
@@ -124,11 +126,13 @@ class QwenScorer:
         assert fast is not None
         prefixes: dict[tuple[str, bytes], PrefixState | None] = {}
         outputs: list[tuple[list[int], torch.Tensor]] = []
-        for work in self._prepared(pairs):
+        lengths = [0] * len(pairs)
+        for work in self._prepared(pairs, lengths):
             for key, prefix_inputs, indices, batch in work:
                 if key not in prefixes:
                     prefixes[key] = fast.prefix(*prefix_inputs) if prefix_inputs is not None else None
                 outputs.append((indices, fast.documents(_to_device(batch, fast.device), prefixes[key])))
+        self._last_lengths = (tuple(id(p) for p in pairs), lengths)
         scores = [0.0] * len(pairs)
         if not outputs:
             return scores
@@ -138,14 +142,18 @@ class QwenScorer:
             scores[index] = value
         return scores
 
-    def _prepared(self, pairs: Sequence[Pair]) -> Iterator[list[tuple[Any, Any, list[int], DocumentBatch]]]:
-        """Chunks of planned batches; on CUDA chunk k+1 is encoded in a thread during chunk k."""
+    def _prepared(self, pairs: Sequence[Pair], lengths: list[int]
+                  ) -> Iterator[list[tuple[Any, Any, list[int], DocumentBatch]]]:
+        """Chunks of planned batches; on CUDA chunk k+1 is encoded in a thread during chunk k.
+        The token count of each pair goes into lengths."""
         sides: dict = {}
         step = max(1, self.pipeline_chunk)
         chunks = [range(start, min(start + step, len(pairs))) for start in range(0, len(pairs), step)]
 
         def prepare(chunk: range) -> list[tuple[Any, Any, list[int], DocumentBatch]]:
             encoded = self._encoder.encode_all([pairs[i] for i in chunk], sides, first_index=chunk.start)
+            for index, item in zip(chunk, encoded):
+                lengths[index] = len(item)
             return self._plan_prefix_batches(list(chunk), encoded)
 
         if self._fast is None or self._fast.device.type != "cuda" or len(chunks) < 2:
@@ -189,6 +197,14 @@ class QwenScorer:
                 work.append((key, prefix_inputs, [indices[members[r]] for r in rows],
                              document_batch(batch, length, self._encoder)))
         return work
+
+    def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
+        """Prompt tokens per pair (text, image and video tokens after truncation): what the last
+        score() call encoded when it was given these pairs, else encoded anew."""
+        ids, lengths = self._last_lengths
+        if ids == tuple(id(p) for p in pairs):
+            return list(lengths)
+        return [len(e) for e in self.encode(pairs)]
 
     def encode(self, pairs: Sequence[Pair]) -> list[EncodedPair]:
         """Prompt, media preprocessing and token ids (CPU only); InputError/MediaError name the pair."""
