@@ -44,6 +44,7 @@ from reranker.models.qwen3vl.prompt import render_prompt  # noqa: E402
 from reranker.models.qwen3vl.prompt import SideVisuals  # noqa: E402
 from reranker.models.qwen3vl.scorer import QwenScorer  # noqa: E402
 from reranker.models.qwen3vl.shapes import SHAPES, config_dict  # noqa: E402
+from reranker.models.qwen3vl.fastpath import rms_norm  # noqa: E402
 
 DOCS = 64
 PAIR_TOKENS = 256
@@ -165,6 +166,7 @@ def run_workload(scorer: QwenScorer, plain, name: str, pairs: list[Pair], batche
                 fn.batch = batch
             else:
                 fn.max_batch_size = batch
+                fn.pipeline_chunk = batch  # batch 32: two chunks, the second encoded during the first
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             value, scores = rate(fn.score, pairs, reps, device)
@@ -194,6 +196,8 @@ def fp32_check(model, tokenizer, pairs: list[Pair], bf16_scores: list[float]) ->
     """The same weights in float32: ours vs one by one (want <= 1e-5), and bf16 vs float32."""
     model.float()
     scorer = QwenScorer(model, tokenizer, model_id="fp32", name="fp32", max_batch_tokens=1 << 30)
+    scorer.warm_up()
+    scorer.compiled.wait(300)
     scorer.max_batch_size = 64
     ours = scorer.score(pairs)
     one = [scorer.score_plain([p])[0] for p in pairs]
@@ -296,6 +300,12 @@ def main() -> None:
         plain = PlainBatching(scorer, AutoTokenizer.from_pretrained(args.tokenizer))
         log(f"shape {shape}: {scorer.info.bytes_in_memory / 2**30:.1f} GiB, built in {time.perf_counter() - started:.1f} s")
         RESULTS[shape] = {}
+        started = time.perf_counter()
+        scorer.warm_up()
+        compiled = scorer.compiled.wait(300)
+        log(f"  warm-up + fused kernels compiled ({compiled}, fused in use: "
+            f"{scorer._fast is not None and scorer._fast.ops.rms_norm is not rms_norm}) in "  # noqa: SLF001
+            f"{time.perf_counter() - started:.1f} s")
         texts = text_pairs(scorer, tokenizer)
         if "text" in args.workloads:
             RESULTS[shape]["text"] = run_workload(

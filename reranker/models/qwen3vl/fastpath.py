@@ -13,12 +13,73 @@ Vision: images and videos of a side run through the model's own vision tower
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from reranker.models.qwen3vl.vision import VisualInput, normalize
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Qwen3VLTextRMSNorm's math: float32 statistics, cast back, then the weight."""
+    dtype = x.dtype
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(dtype)
+
+
+def add_rms_norm(x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, eps: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The residual add and the next norm (one fused kernel when compiled)."""
+    y = x + delta
+    return y, rms_norm(y, weight, eps)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def qk_norm_rope(q_lin: torch.Tensor, k_lin: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor,
+                 cos: torch.Tensor, sin: torch.Tensor, eps: float, head_dim: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-head q/k RMSNorm then M-RoPE (HF apply_rotary_pos_emb), as (B, heads, S, head_dim)."""
+    rows, length = q_lin.shape[:2]
+    q = rms_norm(q_lin.view(rows, length, -1, head_dim), q_weight, eps).transpose(1, 2)
+    k = rms_norm(k_lin.view(rows, length, -1, head_dim), k_weight, eps).transpose(1, 2)
+    c, s = cos.unsqueeze(1), sin.unsqueeze(1)
+    return (q * c + _rotate_half(q) * s).contiguous(), (k * c + _rotate_half(k) * s).contiguous()
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.silu(gate) * up
+
+
+@dataclass(frozen=True)
+class Ops:
+    """The elementwise steps between the matrix products: eager, or compiled into fused kernels."""
+
+    rms_norm: Callable[..., torch.Tensor] = rms_norm
+    add_rms_norm: Callable[..., tuple[torch.Tensor, torch.Tensor]] = add_rms_norm
+    qk_norm_rope: Callable[..., tuple[torch.Tensor, torch.Tensor]] = qk_norm_rope
+    silu_mul: Callable[..., torch.Tensor] = silu_mul
+
+
+RECOMPILE_LIMIT = 64  # per function: (batch 1 | batch n) x dtypes x model sizes resident in one process
+
+
+def compiled_ops() -> Ops:
+    """torch.compile'd Ops. Dynamo keeps its compiled variants per function, shared by every
+    loaded version; the default limit (8) is too low once two sizes and dtypes are resident."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+    options = {"dynamic": True, "fullgraph": True}
+    return Ops(*(torch.compile(fn, **options) for fn in (rms_norm, add_rms_norm, qk_norm_rope, silu_mul)))
 
 
 @dataclass
@@ -56,9 +117,53 @@ class PrefixForward:
         self._image_pad_id = image_pad_id
         self._video_pad_id = video_pad_id
         self.device = self._text.embed_tokens.weight.device
+        self.ops = Ops()
+        self._compiling: threading.Thread | None = None
         from transformers.models.qwen3_vl import modeling_qwen3_vl
 
         self._apply_rope = modeling_qwen3_vl.apply_rotary_pos_emb
+
+    def compile_in_background(self) -> threading.Event:
+        """Compile the fused elementwise steps in a thread (first use compiles: seconds); the eager
+        ones serve meanwhile and the compiled ones take over once built. CUDA only. The event
+        is set when done (also when compiling failed: then the eager ones stay)."""
+        done = threading.Event()
+        if self.device.type != "cuda" or self._compiling is not None:
+            done.set()
+            return done
+
+        def build() -> None:
+            try:
+                ops = compiled_ops()
+                self._exercise(ops)
+                self.ops = ops
+            except Exception:  # no compiler toolchain or an unsupported case: eager stays
+                pass
+            finally:
+                done.set()
+
+        self._compiling = threading.Thread(target=build, name="qwen-compile", daemon=True)
+        self._compiling.start()
+        return done
+
+    @torch.inference_mode()
+    def _exercise(self, ops: Ops) -> None:
+        """Call each compiled step with batch 1 and batch > 1 shapes (the prefix and document passes)."""
+        layer = self._layers[0]
+        attn = layer.self_attn
+        hidden_size = layer.input_layernorm.weight.shape[0]
+        dtype = layer.input_layernorm.weight.dtype
+        for rows, length in ((1, 37), (3, 29)):
+            x = torch.randn(rows, length, hidden_size, device=self.device, dtype=dtype)
+            ops.rms_norm(x, layer.input_layernorm.weight, 1e-6)
+            ops.add_rms_norm(x, x, layer.input_layernorm.weight, 1e-6)
+            q = attn.q_proj(x)
+            k = attn.k_proj(x)
+            cos = torch.randn(rows, length, self._head_dim, device=self.device, dtype=dtype)
+            ops.qk_norm_rope(q, k, attn.q_norm.weight, attn.k_norm.weight, cos, cos, 1e-6, self._head_dim)
+            gate = layer.mlp.gate_proj(x)
+            ops.silu_mul(gate, gate)
+        torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
     def prefix(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
@@ -98,12 +203,19 @@ class PrefixForward:
     def _layer(self, layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                cached: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None, causal: bool
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        residual = hidden
-        query, key, value = self._qkv(layer, layer.input_layernorm(hidden), cos, sin)
+        """HF Qwen3VLTextDecoderLayer.forward, with the elementwise steps from self.ops."""
+        ops = self.ops
+        attn, mlp = layer.self_attn, layer.mlp
+        eps = layer.input_layernorm.variance_epsilon
+        normed = ops.rms_norm(hidden, layer.input_layernorm.weight, eps)
+        query, key = ops.qk_norm_rope(attn.q_proj(normed), attn.k_proj(normed), attn.q_norm.weight,
+                                      attn.k_norm.weight, cos, sin, attn.q_norm.variance_epsilon, self._head_dim)
+        value = attn.v_proj(normed).view(*normed.shape[:2], -1, self._head_dim).transpose(1, 2)
         keys, values = self._with_prefix(key, value, cached)
         attended = self._attend(query, keys, values, mask, causal)
-        hidden = residual + layer.self_attn.o_proj(attended.transpose(1, 2).reshape(*hidden.shape[:2], -1))
-        hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        delta = attn.o_proj(attended.transpose(1, 2).reshape(*hidden.shape[:2], -1))
+        hidden, normed = ops.add_rms_norm(hidden, delta, layer.post_attention_layernorm.weight, eps)
+        hidden = hidden + mlp.down_proj(ops.silu_mul(mlp.gate_proj(normed), mlp.up_proj(normed)))
         return hidden, key, value
 
     def _last_layer(self, layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
