@@ -17,7 +17,11 @@ class Limits:
     max_text_chars: int = 20_000
     max_images_per_item: int = 4
     max_videos_per_item: int = 1
-    max_image_pixels: int = 40_000_000  # decoded width x height
+    max_image_pixels: int = 40_000_000  # source width x height (from the header), images and video frames
+    # Decoded pixels, after scaling to the working resolution (issue 8: bound what a request holds)
+    max_decoded_pixels: int = 1_843_200  # one image or video frame (Qwen3-VL's largest image is 1800 x 32 x 32)
+    max_video_pixels: int = 16_000_000  # all sampled frames of one video together
+    max_request_pixels: int = 64_000_000  # every decoded image and frame of one request
     max_media_bytes: int = 25 * 1024 * 1024  # one image or video, after base64 decoding
     max_request_bytes: int = 64 * 1024 * 1024  # whole HTTP body
     max_video_seconds: float = 600.0
@@ -33,6 +37,34 @@ class EngineSettings:
     batch_wait_ms: float = 5.0  # how long the batcher waits to fill a batch
     cache_entries: int = 4096  # per-version score cache entries
     media_cache_entries: int = 256  # decoded media kept, by content hash
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """--engine ray: each loaded version is a Ray Serve deployment of `replicas` replicas."""
+
+    address: str | None = None  # None: start a local Ray; "auto" or "ray://host:10001": join one
+    replicas: int = 1
+    replica_cpus: float = 1.0
+    replica_gpus: float = 0.0
+    placement_timeout_s: float = 60.0  # resources for every replica must be free by then, or the load fails
+    start_timeout_s: float = 900.0  # placed replicas must be loaded, warm and healthy by then
+    request_timeout_s: float = 300.0  # one scoring call on a replica
+    graceful_shutdown_s: float = 30.0  # a deleted deployment's replicas finish their work this long
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Bounds of the HTTP server: workers, admission queue, deadlines, connections, timeouts."""
+
+    rank_workers: int = 8  # rank/compare requests worked on at once (threads)
+    max_queue: int = 64  # admitted requests waiting for a worker; more get 429 with Retry-After
+    request_timeout_s: float = 120.0  # per-request deadline; past it the work is cancelled (504)
+    max_connections: int = 2000  # open connections; new ones past it are closed at once
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    header_timeout_s: float = 10.0  # a request line and headers must arrive within this
+    max_header_bytes: int = 64 * 1024  # largest request head (h11_max_incomplete_event_size)
+    shutdown_timeout_s: float = 10.0  # after SIGTERM, in-flight requests get this long
 
 
 @dataclass(frozen=True)
@@ -58,6 +90,9 @@ class Settings:
     golden_set: Path = Path("assets/examples/labelled_set.json")
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    engine_kind: str = "embedded"  # "embedded" (one process) | "ray" (Ray Serve deployments)
+    ray: RaySettings = field(default_factory=RaySettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)
@@ -83,7 +118,28 @@ ENV_NAMES = {
     "gate_latency_ratio": "RERANKER_GATE_LATENCY_RATIO",
     "gate_min_samples": "RERANKER_GATE_MIN_SAMPLES",
     "allow_downloads": "RERANKER_ALLOW_DOWNLOADS",
+    "max_decoded_pixels": "RERANKER_MAX_DECODED_PIXELS",
+    "max_video_pixels": "RERANKER_MAX_VIDEO_PIXELS",
+    "max_request_pixels": "RERANKER_MAX_REQUEST_PIXELS",
+    **{key: f"RERANKER_{key.upper()}" for key in (
+        "rank_workers", "max_queue", "request_timeout_s", "max_connections", "keep_alive_s",
+        "header_timeout_s", "max_header_bytes", "shutdown_timeout_s")},
     "allow_media_urls": "RERANKER_ALLOW_MEDIA_URLS",
+    "engine_kind": "RERANKER_ENGINE",
+    "ray_address": "RERANKER_RAY_ADDRESS",
+    "replicas": "RERANKER_REPLICAS",
+    "replica_cpus": "RERANKER_REPLICA_CPUS",
+    "replica_gpus": "RERANKER_REPLICA_GPUS",
+}
+SERVER_FLAGS: dict[str, tuple[str, type, str]] = {
+    "rank_workers": ("--rank-workers", int, "rank/compare requests worked on at once"),
+    "max_queue": ("--max-queue", int, "requests waiting for a worker; more get 429 with Retry-After"),
+    "request_timeout_s": ("--request-timeout", float, "seconds; past it a request's work is cancelled (504)"),
+    "max_connections": ("--max-connections", int, "open connections; new ones past it are closed"),
+    "keep_alive_s": ("--keep-alive-timeout", float, "seconds an idle keep-alive connection stays open"),
+    "header_timeout_s": ("--header-timeout", float, "seconds for a request line and headers to arrive"),
+    "max_header_bytes": ("--max-header-bytes", int, "largest request head"),
+    "shutdown_timeout_s": ("--shutdown-timeout", float, "seconds in-flight requests get after SIGTERM"),
 }
 
 
@@ -105,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"[{ENV_NAMES['device']}]")
     p.add_argument("--webhook-url", help=f"alerts are POSTed here [{ENV_NAMES['webhook_url']}]")
     p.add_argument("--max-documents", type=int, help=f"[{ENV_NAMES['max_documents']}]")
-    p.add_argument("--max-image-pixels", type=int, help=f"[{ENV_NAMES['max_image_pixels']}]")
+    p.add_argument("--max-image-pixels", type=int, help=f"source pixels of an image or frame [{ENV_NAMES['max_image_pixels']}]")
+    p.add_argument("--max-decoded-pixels", type=int,
+                   help=f"pixels one image or frame is scaled down to [{ENV_NAMES['max_decoded_pixels']}]")
+    p.add_argument("--max-video-pixels", type=int,
+                   help=f"decoded pixels of all frames of one video [{ENV_NAMES['max_video_pixels']}]")
+    p.add_argument("--max-request-pixels", type=int,
+                   help=f"decoded pixels of one request [{ENV_NAMES['max_request_pixels']}]")
     p.add_argument("--max-media-bytes", type=int, help=f"[{ENV_NAMES['max_media_bytes']}]")
     p.add_argument("--max-request-bytes", type=int, help=f"[{ENV_NAMES['max_request_bytes']}]")
     p.add_argument("--max-video-seconds", type=float, help=f"[{ENV_NAMES['max_video_seconds']}]")
@@ -124,7 +186,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-media-urls", action="store_true", default=None,
                    help="let requests name https:// images and videos, fetched with an SSRF guard (public "
                         f"addresses only, max-media-bytes, 10 s) [{ENV_NAMES['allow_media_urls']}=1]")
+    for key, (flag, kind, text) in SERVER_FLAGS.items():
+        p.add_argument(flag, dest=key, type=kind, help=f"{text} [{ENV_NAMES[key]}]")
+    _add_ray_arguments(p)
     return p
+
+
+def _add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale out on Ray Serve (--engine ray)")
+    g.add_argument("--engine", dest="engine_kind", choices=["embedded", "ray"],
+                   help=f"embedded: one process (default); ray: every version is a Ray Serve deployment "
+                        f"[{ENV_NAMES['engine_kind']}]")
+    g.add_argument("--ray-address", help=f"join this Ray cluster ('auto' or ray://host:10001); "
+                                         f"default: start a local one [{ENV_NAMES['ray_address']}]")
+    g.add_argument("--replicas", type=int, help=f"replicas per version (default 1) [{ENV_NAMES['replicas']}]")
+    g.add_argument("--replica-cpus", type=float, help=f"CPUs per replica (default 1) [{ENV_NAMES['replica_cpus']}]")
+    g.add_argument("--replica-gpus", type=float, help=f"GPUs per replica (default 0) [{ENV_NAMES['replica_gpus']}]")
+
+
+def _ray_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RaySettings:
+    base = RaySettings()
+    replicas = _number(_pick(args, env, "replicas"), "replicas", int)
+    cpus = _number(_pick(args, env, "replica_cpus"), "replica_cpus", float)
+    gpus_raw = _pick(args, env, "replica_gpus")
+    gpus = 0.0 if gpus_raw in (None, 0, "0") else _number(gpus_raw, "replica_gpus", float)
+    return replace(base, address=_pick(args, env, "ray_address"),
+                   replicas=int(replicas) if replicas is not None else base.replicas,
+                   replica_cpus=float(cpus) if cpus is not None else base.replica_cpus,
+                   replica_gpus=float(gpus or 0.0))
+
+
+def _engine_kind(args: argparse.Namespace, env: Mapping[str, str], default: str) -> str:
+    kind = _pick(args, env, "engine_kind") or default
+    if kind not in ("embedded", "ray"):
+        raise InputError(f"setting engine_kind must be 'embedded' or 'ray', got {kind!r}")
+    return kind
 
 
 def _pick(args: argparse.Namespace, env: Mapping[str, str], key: str) -> str | None:
@@ -155,6 +251,9 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     for key, kind in (
         ("max_documents", int),
         ("max_image_pixels", int),
+        ("max_decoded_pixels", int),
+        ("max_video_pixels", int),
+        ("max_request_pixels", int),
         ("max_media_bytes", int),
         ("max_request_bytes", int),
         ("max_video_seconds", float),
@@ -163,6 +262,11 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         value = _number(_pick(args, env, key), key, kind)
         if value is not None:
             limit_changes[key] = value
+    server_changes = {}
+    for key, (_, kind, _) in SERVER_FLAGS.items():
+        value = _number(_pick(args, env, key), key, kind)
+        if value is not None:
+            server_changes[key] = value
     port = _number(_pick(args, env, "port"), "port", int)
     log_rows = _number(_pick(args, env, "request_log_rows"), "request_log_rows", int)
     time_scale = _number(_pick(args, env, "rollout_time_scale"), "rollout_time_scale", float)
@@ -185,4 +289,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         allow_media_urls=bool(args.allow_media_urls)
         or env.get(ENV_NAMES["allow_media_urls"], "") in ("1", "true", "yes"),
         limits=replace(base.limits, **limit_changes),
+        server=replace(base.server, **server_changes),
+        engine_kind=_engine_kind(args, env, base.engine_kind),
+        ray=_ray_settings(args, env),
     )

@@ -75,10 +75,10 @@ def test_too_many_frames_are_refused_before_decoding(client: TestClient) -> None
 
 
 class _Decoder:
-    def image(self, data: bytes, what: str) -> ImageItem:
+    def image(self, data: bytes, what: str, check: Any = None) -> ImageItem:
         return ImageItem(Image.open(io.BytesIO(data)).convert("RGB"), f"{data[-8:].hex():0>64}")
 
-    def video(self, data: bytes, what: str) -> Any:
+    def video(self, data: bytes, what: str, check: Any = None) -> Any:
         raise AssertionError("a frame list must not reach the video decoder")
 
 

@@ -11,11 +11,12 @@ from typing import Sequence
 
 from PIL import Image
 
+from reranker.cancel import CancelToken, cancelled_error
 from reranker.clock import Clock
 from reranker.content import Content, ImageItem, Pair
 from reranker.engine.batcher import BatchQueue, Job, Slot
 from reranker.engine.cache import ScoreCache, ScoreKey, score_key
-from reranker.errors import ModelLoadError, NotReady, RerankerError
+from reranker.errors import ModelLoadError, NotReady, RequestCancelled, RerankerError
 from reranker.models.base import ModelInfo, Reranker, TokenCounter
 from reranker.settings import EngineSettings
 
@@ -37,6 +38,7 @@ class EngineStats:
     queue_depth: int
     mean_batch_size: float  # distinct pairs per successful model call
     model_seconds: float
+    dropped_pairs: int = 0  # queued pairs dropped unscored because their request was cancelled
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,12 @@ class Engine:
         return self.score_counted(query, documents, instruction).scores
 
     def score_counted(self, query: Content, documents: Sequence[Content],
-                      instruction: str | None = None) -> "Scoring":
+                      instruction: str | None = None, cancel: CancelToken | None = None) -> "Scoring":
         """Like score(), plus how many distinct pairs the model computed (0 = all from the cache)
-        and the model time of the batches that computed them."""
+        and the model time of the batches that computed them.
+
+        Once `cancel` is set the call raises RequestCancelled at once and the pairs still queued
+        are dropped, never scored."""
         if self.state is EngineState.CLOSED:
             raise NotReady(f"engine for model {self._info.id} is closed; the request was not scored")
         keys = [score_key(self._info.id, instruction, query, doc) for doc in documents]
@@ -119,6 +124,7 @@ class Engine:
                 [Pair(query, documents[i], instruction) for i in firsts],
                 list(missing),
                 [f"documents[{i}]" for i in firsts],
+                cancel,
             )
             for positions, value, count in zip(missing.values(), scores, counts):
                 tokens += count * len(positions)
@@ -156,6 +162,7 @@ class Engine:
                 queue_depth=self._queue.depth(),
                 mean_batch_size=mean,
                 model_seconds=self._model_seconds,
+                dropped_pairs=self._queue.dropped(),
             )
 
     def close(self) -> None:
@@ -169,12 +176,24 @@ class Engine:
         self._worker.join()
         self._model.close()
 
-    def _submit(self, pairs: list[Pair], keys: list[ScoreKey],
-                labels: list[str]) -> tuple[list[float], float, list[int]]:
+    def _submit(self, pairs: list[Pair], keys: list[ScoreKey], labels: list[str],
+                cancel: CancelToken | None = None) -> tuple[list[float], float, list[int]]:
         job = Job(pairs=pairs, keys=keys, labels=labels)
-        self._queue.put(job, self._info.id)
-        scores = job.wait()
-        return scores, job.model_seconds, list(job.tokens)
+        if cancel is None:
+            self._queue.put(job, self._info.id)
+            return job.wait(), job.model_seconds, list(job.tokens)
+        cancel.check(f"model {self._info.id}")
+        forget = cancel.on_cancel(lambda: self._cancel(job, cancel))
+        try:
+            self._queue.put(job, self._info.id)
+            return job.wait(), job.model_seconds, list(job.tokens)
+        finally:
+            forget()
+
+    def _cancel(self, job: Job, cancel: CancelToken) -> None:
+        error: RequestCancelled = cancelled_error(cancel.reason or "cancelled", f"model {self._info.id}")
+        if job.fail(error):
+            error.unscored_pairs = job.unscored
 
     def _run(self) -> None:
         while True:

@@ -22,6 +22,7 @@ class ModelInfo:
     device: str  # e.g. "cpu", "cuda:0", or "cuda:0,cuda:1" for a device map
     bytes_in_memory: int
     path: str
+    follows_instruction: bool = True  # False: the backend ignores a request's instruction (mini)
 
 
 @runtime_checkable

@@ -8,8 +8,9 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
+from reranker.cancel import CancelToken
 from reranker.clock import Clock
 from reranker.content import Content
 from reranker.control.controller import RolloutController
@@ -20,9 +21,10 @@ from reranker.control.registry import Registry
 from reranker.control.requestlog import RequestLogWriter, RequestRecord
 from reranker.control.router import RequestAttributes
 from reranker.control.store import Store
-from reranker.engine import Engine
+from reranker.engine.factory import make_engines
+from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders
-from reranker.errors import InputError, ModelLoadError, NotReady, RerankerError
+from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError
 from reranker.media import MediaDecoder, MediaResolver
 from reranker.media.urls import UrlFetcher
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
@@ -36,11 +38,13 @@ from reranker.service.rollout_ports import (
     DrainingUnloader, GoldenSetValidator, ProcessMemory, RegistryTraffic, VersionLoader, default_golden,
 )
 from reranker.service.updates import StoreSink, UpdateManager
+from reranker.service.workpool import WorkPool
 from reranker.service.versions import LoadJob, VersionManager
 from reranker.settings import Settings
 
 log = logging.getLogger(__name__)
 SHADOW_TOP_K = 5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,13 @@ class RerankService(OperatorMixin):
         self._rng_lock = threading.Lock()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.data_dir / "reranker.sqlite3", clock)
-        self.registry: Registry[Engine] = Registry(clock)
+        self.registry: Registry[ScoringEngine] = Registry(clock)
         self.metrics = ServiceMetrics()
         self.live = LiveStats()
         self.request_log = RequestLogWriter(self.store, settings.request_log_rows, settings.request_log_days, clock)
         self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
-                                               download=hub_download if settings.allow_downloads else None)
+                                               download=hub_download if settings.allow_downloads else None,
+                                               engines=make_engines(settings, clock))
         self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
         fetcher = (UrlFetcher(settings.limits.max_media_bytes, settings.media_url_timeout_s)
                    if settings.allow_media_urls else None)
@@ -83,6 +88,7 @@ class RerankService(OperatorMixin):
         self.shadow_stats = ShadowStats()
         self.score_history = ScoreHistory()
         self.admission = Admission(settings.replace_wait_s)
+        self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
         self._quality: dict[str, float] = {}
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
@@ -149,6 +155,9 @@ class RerankService(OperatorMixin):
         return snap.primary if snap else None
 
     def metrics_text(self) -> bytes:
+        pool = self.work.stats()
+        self.metrics.work_running.set(pool.running)
+        self.metrics.work_queued.set(pool.queued)
         snap = self.registry.snapshot_or_none()
         for view in self.registry.list():
             share = snap.policy.weight_of(view.id) / 100.0 if snap else 0.0
@@ -174,25 +183,34 @@ class RerankService(OperatorMixin):
                 "device": getattr(info, "device", None),
                 "bytes_in_memory": getattr(info, "bytes_in_memory", None),
                 "path": getattr(info, "path", None),
+                "follows_instruction": getattr(info, "follows_instruction", True),
                 "loaded_at": view.loaded_at,
                 "in_flight": view.in_flight,
                 "reason": view.reason,
             })
         return out
 
+    def follows_instruction(self, version: str) -> bool:
+        """False when the version's backend ignores a request's instruction (the mini model does)."""
+        return next((bool(v["follows_instruction"]) for v in self.versions() if v["id"] == version), True)
+
     def usable_versions(self) -> list[str]:
         return sorted(self.registry.usable_versions())
 
     # ---- ranking -------------------------------------------------------------------------
-    def rank(self, request: RankRequest, pinned_version: str | None = None) -> RankResult:
+    def rank(self, request: RankRequest, pinned_version: str | None = None,
+             cancel: CancelToken | None = None) -> RankResult:
+        """Rank one request. Once `cancel` is set (deadline, client gone) the work stops at the next
+        media item or frame, its queued pairs are dropped, and RequestCancelled is raised."""
         started = self.clock.monotonic()
-        query, documents = self.inputs.build(request)
+        query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
         request_id = request.request_id or uuid.uuid4().hex
         with self.admission.admitted():
             if pinned_version is not None:
-                scored, shadow = self._score_on(pinned_version, query, documents, request.instruction), None
+                scored, shadow = self._score_on(pinned_version, query, documents, request.instruction,
+                                                cancel=cancel), None
             else:
-                scored, shadow = self._score_routed(request, query, documents)
+                scored, shadow = self._score_routed(request, query, documents, cancel)
         result = self._result(request_id, scored, request.top_n, len(documents), started)
         record = self._record(request, result)
         if shadow is not None:
@@ -201,14 +219,15 @@ class RerankService(OperatorMixin):
             self.request_log.submit(record)
         return result
 
-    def compare(self, request: RankRequest, versions: tuple[str, str]) -> CompareResult:
+    def compare(self, request: RankRequest, versions: tuple[str, str],
+                cancel: CancelToken | None = None) -> CompareResult:
         if versions[0] == versions[1]:
             raise InputError(f"versions must be two different ids, got {list(versions)}")
         started = self.clock.monotonic()
-        query, documents = self.inputs.build(request)
+        query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
         results = []
         for version in versions:
-            scored = self._score_on(version, query, documents, request.instruction)
+            scored = self._score_on(version, query, documents, request.instruction, cancel=cancel)
             results.append(self._result(uuid.uuid4().hex, scored, request.top_n, len(documents), started))
             started = self.clock.monotonic()
         k = request.top_n or min(10, len(documents))
@@ -217,25 +236,38 @@ class RerankService(OperatorMixin):
         changes = rank_changes(order_a, order_b, k)
         return CompareResult(a=results[0], b=results[1], changes=tuple(changes))
 
-    def _score_routed(self, request: RankRequest, query: Content, documents: list[Content]) -> tuple[Scored, str | None]:
+    def _cancellable(self, work: Callable[[], T], stage: str) -> T:
+        try:
+            return work()
+        except RequestCancelled as exc:
+            self.metrics.cancelled.labels(exc.reason, stage).inc()
+            raise
+
+    def _score_routed(self, request: RankRequest, query: Content, documents: list[Content],
+                      cancel: CancelToken | None = None) -> tuple[Scored, str | None]:
         caller = request.caller
         with self._rng_lock:
             draw = self._rng.random()
         attributes = RequestAttributes(region=caller.region, client_ip=caller.client_ip)
         with self.registry.acquire_routed(caller.user_key, attributes, draw) as lease:
-            scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction)
+            scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction,
+                                 cancel=cancel)
         return scored, lease.route.shadow
 
     def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None,
-                  shadow: bool = False) -> Scored:
+                  shadow: bool = False, cancel: CancelToken | None = None) -> Scored:
         with self.registry.acquire(version) as engine:
-            return self._timed(version, engine, query, documents, instruction, shadow)
+            return self._timed(version, engine, query, documents, instruction, shadow, cancel)
 
-    def _timed(self, version: str, engine: Engine, query: Content, documents: Sequence[Content],
-               instruction: str | None, shadow: bool = False) -> Scored:
+    def _timed(self, version: str, engine: ScoringEngine, query: Content, documents: Sequence[Content],
+               instruction: str | None, shadow: bool = False, cancel: CancelToken | None = None) -> Scored:
         t0 = self.clock.monotonic()
         try:
-            scoring = engine.score_counted(query, documents, instruction)
+            scoring = engine.score_counted(query, documents, instruction, cancel)
+        except RequestCancelled as exc:  # not a model error: the gates never see it
+            self.metrics.cancelled.labels(exc.reason, "scoring").inc()
+            self.metrics.cancelled_pairs.inc(exc.unscored_pairs)
+            raise
         except RerankerError as exc:
             seconds = self.clock.monotonic() - t0
             self._count(version, seconds, seconds, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
@@ -331,6 +363,7 @@ class RerankService(OperatorMixin):
         return [vars(e) for e in self.store.recent_audit(limit)]
 
     def close(self) -> None:
+        self.work.close()
         self.updates.close()
         self._shadow_pool.shutdown(wait=True, cancel_futures=True)
         self.request_log.close()
