@@ -162,6 +162,7 @@ def video_from_frames(frames: Sequence[ImageItem], limits: Limits, what: str) ->
         digest=digest.hexdigest(),
         duration=len(chosen) / FRAME_LIST_FPS,
         source_fps=FRAME_LIST_FPS,
+        from_frames=True,
     )
 
 

@@ -21,7 +21,8 @@ from reranker.control.registry import Registry
 from reranker.control.requestlog import RequestLogWriter, RequestRecord
 from reranker.control.router import RequestAttributes
 from reranker.control.store import Store
-from reranker.engine import Engine
+from reranker.engine.factory import make_engines
+from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders
 from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError
 from reranker.media import MediaDecoder, MediaResolver
@@ -71,12 +72,13 @@ class RerankService(OperatorMixin):
         self._rng_lock = threading.Lock()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.data_dir / "reranker.sqlite3", clock)
-        self.registry: Registry[Engine] = Registry(clock)
+        self.registry: Registry[ScoringEngine] = Registry(clock)
         self.metrics = ServiceMetrics()
         self.live = LiveStats()
         self.request_log = RequestLogWriter(self.store, settings.request_log_rows, settings.request_log_days, clock)
         self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
-                                               download=hub_download if settings.allow_downloads else None)
+                                               download=hub_download if settings.allow_downloads else None,
+                                               engines=make_engines(settings, clock))
         self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
         fetcher = (UrlFetcher(settings.limits.max_media_bytes, settings.media_url_timeout_s)
                    if settings.allow_media_urls else None)
@@ -257,7 +259,7 @@ class RerankService(OperatorMixin):
         with self.registry.acquire(version) as engine:
             return self._timed(version, engine, query, documents, instruction, shadow, cancel)
 
-    def _timed(self, version: str, engine: Engine, query: Content, documents: Sequence[Content],
+    def _timed(self, version: str, engine: ScoringEngine, query: Content, documents: Sequence[Content],
                instruction: str | None, shadow: bool = False, cancel: CancelToken | None = None) -> Scored:
         t0 = self.clock.monotonic()
         try:
