@@ -5,7 +5,8 @@ import hmac
 import json
 from typing import Any, Callable, Protocol, Sequence
 
-from fastapi import Header
+from fastapi import Depends, Header
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,9 +19,13 @@ class TokenChecker(Protocol):
 def admin_actor(service: TokenChecker) -> Callable[..., str]:
     """A FastAPI dependency: checks `Authorization: Bearer <token>`, returns the actor name."""
 
-    def check(authorization: str | None = Header(default=None), x_actor: str | None = Header(default=None)) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), service.admin_token()):
+    bearer = HTTPBearer(auto_error=False, scheme_name="adminToken",
+                        description="The admin token: --admin-token / RERANKER_ADMIN_TOKEN, or the one app.py printed.")
+
+    def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+              x_actor: str | None = Header(default=None)) -> str:
+        token = credentials.credentials if credentials is not None else ""
+        if credentials is None or not hmac.compare_digest(token.strip().encode(), service.admin_token().encode()):
             raise HTTPException(
                 status_code=401,
                 detail="missing or wrong admin token: send 'Authorization: Bearer <RERANKER_ADMIN_TOKEN>'",
