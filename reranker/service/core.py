@@ -154,7 +154,8 @@ class RerankService(OperatorMixin):
         snap = self.registry.snapshot_or_none()
         return snap.primary if snap else None
 
-    def metrics_text(self) -> bytes:
+    def metrics_text(self, accept: str = "") -> bytes:
+        """/metrics in the format `accept` negotiates (ServiceMetrics.content_type names it)."""
         pool = self.work.stats()
         self.metrics.work_running.set(pool.running)
         self.metrics.work_queued.set(pool.queued)
@@ -164,7 +165,7 @@ class RerankService(OperatorMixin):
             self.metrics.share.labels(view.id).set(share)
             if view.info is not None:
                 self.metrics.model_bytes.labels(view.id).set(view.info.bytes_in_memory)
-        return self.metrics.render()
+        return self.metrics.render(accept)
 
     def versions(self) -> list[dict[str, Any]]:
         snap = self.registry.snapshot_or_none()
