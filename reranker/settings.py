@@ -28,6 +28,7 @@ class Limits:
     video_fps: float = 1.0  # sampling rate for video files
     max_video_frames: int = 64  # frames sampled from one video (even, >= 4)
     min_video_frames: int = 4
+    max_frame_list_frames: int = 256  # frames in one video sent as a list of images (then sampled)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Settings:
     replace_wait_s: float = 300.0  # how long requests queue during a replace-in-place update
     allow_downloads: bool = False  # a hub id not on disk may be fetched (huggingface_hub)
     allow_media_urls: bool = False  # requests may name https:// media (SSRF-guarded fetch)
+    log_format: str = "text"  # "text" | "json": every log line, access log included
     media_url_timeout_s: float = 10.0  # whole fetch of one media URL
     gate_latency_ratio: float = 1.15  # candidate P95 model time <= ratio x stable's
     gate_min_samples: int = 50  # requests per version before the latency and error gates decide
@@ -124,6 +126,7 @@ ENV_NAMES = {
         "rank_workers", "max_queue", "request_timeout_s", "max_connections", "keep_alive_s",
         "header_timeout_s", "max_header_bytes", "shutdown_timeout_s")},
     "allow_media_urls": "RERANKER_ALLOW_MEDIA_URLS",
+    "log_format": "RERANKER_LOG_FORMAT",
     "engine_kind": "RERANKER_ENGINE",
     "ray_address": "RERANKER_RAY_ADDRESS",
     "replicas": "RERANKER_REPLICAS",
@@ -182,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"requests per version before live gates decide [{ENV_NAMES['gate_min_samples']}]")
     p.add_argument("--allow-downloads", action="store_true", default=None,
                    help=f"let --model or an update name a hub id that is fetched if missing [{ENV_NAMES['allow_downloads']}=1]")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help=f"every log line, the access log included, as text or JSON lines [{ENV_NAMES['log_format']}]")
     p.add_argument("--allow-media-urls", action="store_true", default=None,
                    help="let requests name https:// images and videos, fetched with an SSRF guard (public "
                         f"addresses only, max-media-bytes, 10 s) [{ENV_NAMES['allow_media_urls']}=1]")
@@ -241,6 +246,12 @@ def _number(raw: str | int | float | None, key: str, kind: type) -> int | float 
     return value
 
 
+def _log_format(raw: str) -> str:
+    if raw not in ("text", "json"):
+        raise InputError(f"setting log_format must be 'text' or 'json', got {raw!r}")
+    return raw
+
+
 def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     """Build Settings from command-line arguments, then environment variables, then defaults."""
     args = build_parser().parse_args(list(argv))
@@ -285,6 +296,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         gate_latency_ratio=float(ratio) if ratio is not None else base.gate_latency_ratio,
         gate_min_samples=int(samples) if samples is not None else base.gate_min_samples,
         allow_downloads=bool(args.allow_downloads) or env.get(ENV_NAMES["allow_downloads"], "") in ("1", "true", "yes"),
+        log_format=_log_format(_pick(args, env, "log_format") or base.log_format),
         allow_media_urls=bool(args.allow_media_urls)
         or env.get(ENV_NAMES["allow_media_urls"], "") in ("1", "true", "yes"),
         limits=replace(base.limits, **limit_changes),

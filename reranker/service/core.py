@@ -26,6 +26,7 @@ from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders
 from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError
 from reranker.media import MediaDecoder, MediaResolver
+from reranker.media.heap import trim_heap
 from reranker.media.urls import UrlFetcher
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
 from reranker.service.inputs import InputBuilder, top_results
@@ -154,7 +155,8 @@ class RerankService(OperatorMixin):
         snap = self.registry.snapshot_or_none()
         return snap.primary if snap else None
 
-    def metrics_text(self) -> bytes:
+    def metrics_text(self, accept: str = "") -> bytes:
+        """/metrics in the format `accept` negotiates (ServiceMetrics.content_type names it)."""
         pool = self.work.stats()
         self.metrics.work_running.set(pool.running)
         self.metrics.work_queued.set(pool.queued)
@@ -164,7 +166,7 @@ class RerankService(OperatorMixin):
             self.metrics.share.labels(view.id).set(share)
             if view.info is not None:
                 self.metrics.model_bytes.labels(view.id).set(view.info.bytes_in_memory)
-        return self.metrics.render()
+        return self.metrics.render(accept)
 
     def versions(self) -> list[dict[str, Any]]:
         snap = self.registry.snapshot_or_none()
@@ -212,6 +214,8 @@ class RerankService(OperatorMixin):
             else:
                 scored, shadow = self._score_routed(request, query, documents, cancel)
         result = self._result(request_id, scored, request.top_n, len(documents), started)
+        if any(item.images or item.videos for item in (query, *documents)):
+            trim_heap()  # the model's per-request buffers for media are freed: give the pages back
         record = self._record(request, result)
         if shadow is not None:
             self._shadow_pool.submit(self._run_shadow, shadow, query, documents, request.instruction, scored, record)

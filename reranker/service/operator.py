@@ -5,7 +5,7 @@ import hmac
 from typing import TYPE_CHECKING, Any, Sequence
 
 from reranker.control.requeststats import shadow_stats, latency_series, version_stats
-from reranker.errors import InsufficientMemory, NotFound, RerankerError
+from reranker.errors import InputError, InsufficientMemory, NotFound, RerankerError
 from reranker.evaluation import load_labelled_set
 from reranker.service.experiments import Evidence, decide
 from reranker.service.golden import DecodedSet
@@ -73,10 +73,15 @@ class OperatorMixin:
 
     def start_rollout_of(self: "RerankService", version: str, actor: str = "operator",
                          plan: str | None = "default") -> int:
-        """Roll out a version already loaded beside the stable one, by reloading its directory."""
+        """Roll out a version already loaded beside the stable one, by reloading its directory. A
+        copy without traffic is unloaded first, so memory never holds it twice (no `name~2`)."""
         info = next((v for v in self.versions() if v["id"] == version), None)
         if info is None or not info.get("path"):
             raise NotFound(f"version {version!r} is not loaded")
+        if info.get("stable"):
+            raise InputError(f"version {version!r} already serves as the stable version")
+        if not info.get("share"):
+            self.unload_version(version, actor)
         return self.updates.submit(info["path"], plan, "new-model", actor)
 
     # ---- experiments ---------------------------------------------------------------------
