@@ -64,7 +64,11 @@ def main(argv: list[str]) -> int:
         token = secrets.token_urlsafe(24)
         settings = settings.with_(admin_token=token)
         print(f"Admin token (operator actions; set RERANKER_ADMIN_TOKEN to fix it): {token}", flush=True)
-    app, _ = build_app(settings, token)
+    try:
+        app, _ = build_app(settings, token)
+    except RerankerError as exc:  # e.g. a read-only data directory: one line, no traceback
+        print(f"app.py: {exc}", file=sys.stderr)
+        return 3
 
     import uvicorn
 

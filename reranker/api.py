@@ -1,14 +1,16 @@
 """REST routes (FastAPI). Every route is a thin call into the service facade."""
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reranker.api_guard import BodyLimitMiddleware, admin_actor
+from reranker.api_guard import BodyLimitMiddleware, admin_actor, admin_route_class
 from reranker.api_models import (
     CompareBody, CompareResponse, ErrorResponse, RerankBody, RerankResponse, UpdateBody,
     VersionBody, to_raw,
@@ -17,6 +19,9 @@ from reranker.errors import RerankerError
 from reranker.service import RerankService
 from reranker.service.types import Caller, RankRequest, RankResult
 
+log = logging.getLogger(__name__)
+MAX_AUDIT_ROWS = 1000
+MAX_WINDOW_S = 30 * 86_400.0
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
 }
@@ -95,10 +100,11 @@ def public_routes(service: RerankService) -> APIRouter:
 
     @router.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
     def readyz() -> Response:
-        """A model version is serving."""
-        if service.is_ready():
+        """A model version is serving and the data directory takes writes."""
+        problem = service.readiness()
+        if problem is None:
             return JSONResponse({"status": "ready", "stable": service.stable_version()})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
 
     @router.get("/metrics", tags=["health"])
     def metrics() -> Response:
@@ -109,7 +115,7 @@ def public_routes(service: RerankService) -> APIRouter:
 
 
 def admin_routes(service: RerankService) -> APIRouter:
-    router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+    router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS, route_class=admin_route_class(service))
     actor = admin_actor(service)
 
     @router.post("/updates", status_code=202)
@@ -153,14 +159,14 @@ def admin_routes(service: RerankService) -> APIRouter:
         return service.set_traffic(policy, actor=who)
 
     @router.get("/experiments")
-    def experiments(window_s: float = 600.0, candidate: str | None = None,
+    def experiments(window_s: float = Query(600.0, gt=0, le=MAX_WINDOW_S), candidate: str | None = None,
                     who: str = Depends(actor)) -> dict[str, Any]:
         """Per-version evidence over the window, shadow agreement and the promote / keep stable /
         inconclusive verdict (what the Experiments tab shows)."""
         return service.experiment_report(window_s=window_s, candidate=candidate)
 
     @router.get("/audit")
-    def audit(limit: int = 100, who: str = Depends(actor)) -> dict[str, Any]:
+    def audit(limit: int = Query(100, ge=1, le=MAX_AUDIT_ROWS), who: str = Depends(actor)) -> dict[str, Any]:
         """Recent operator actions."""
         return {"entries": service.audit(limit)}
 
@@ -200,6 +206,15 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_body(422, _validation_message(exc), "ValidationError")
+
+    @app.exception_handler(Exception)
+    def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        """The last resort: a JSON 500 with an id to find the traceback in the server log, never the
+        traceback itself. Each cause found gets its own 4xx; this only keeps the shape."""
+        error_id = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        return _error_body(500, f"internal error (id {error_id}); the server log has the details", "InternalError")
 
     app.include_router(public_routes(service))
     app.include_router(admin_routes(service))

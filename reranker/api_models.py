@@ -6,6 +6,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from reranker.service.types import RawItem
+from reranker.textcheck import MAX_PATH_CHARS
 
 
 class MediaDocument(BaseModel):
@@ -76,9 +77,12 @@ class ErrorResponse(BaseModel):
     error: dict[str, Any]
 
 
+MODEL_PATH = Field(max_length=MAX_PATH_CHARS, description="A model directory, a name under --models-dir, or a hub id.")
+
+
 class UpdateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: StrictStr
+    path: StrictStr = MODEL_PATH
     plan: StrictStr | list[dict[str, Any]] | None = Field(
         default=None, description="'default', 'demo', or a list of stages {share, seconds?, ramp?}."
     )
@@ -91,4 +95,4 @@ class UpdateBody(BaseModel):
 
 class VersionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: StrictStr
+    path: StrictStr = MODEL_PATH

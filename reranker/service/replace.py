@@ -75,9 +75,10 @@ def replace_in_place(service: "RerankService", ref: str, actor: str) -> int:
     if not service.admission.is_open:
         raise Conflict("a replace-in-place update is already running")
     old_path = next(v["path"] for v in service.versions() if v["id"] == stable)
-    rollout_id = service.store.start_rollout(ref, stable, {"name": "replace-in-place", "stages": []},
-                                             "replace-in-place", "loading", actor)
-    service.store.record_audit(actor, "hot_update", ref, "started", f"replace in place, rollout {rollout_id}")
+    with service.store.transaction():  # the record first: nothing starts unless it is written
+        rollout_id = service.store.start_rollout(ref, stable, {"name": "replace-in-place", "stages": []},
+                                                 "replace-in-place", "loading", actor)
+        service.store.record_audit(actor, "hot_update", ref, "started", f"replace in place, rollout {rollout_id}")
     service.admission.close()
     threading.Thread(target=_run, args=(service, ref, stable, old_path, rollout_id), daemon=True,
                      name="replace-in-place").start()
