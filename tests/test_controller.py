@@ -441,3 +441,36 @@ def test_commands_and_ticks_from_several_threads(rig: Rig) -> None:
     assert errors == []
     assert rig.ctl.snapshot().state is S.ROLLING_OUT
 
+
+
+# ----- replace in place: its own states in the same machine -----------------------------------
+def test_replace_in_place_runs_through_the_state_machine(rig: Rig) -> None:
+    snap = rig.ctl.begin_replace("models/mini-v2", "alice")
+    assert snap.state is S.REPLACING and snap.kind == "replace"
+    status = derive_status(snap, model_ready=True)
+    assert status.light is Light.YELLOW and "wait" in status.banner
+    with pytest.raises(Conflict, match="already replacing"):
+        rig.ctl.start("models/mini-v3", DEFAULT_PLAN, Mode.NEW_MODEL, "bob")
+    with pytest.raises(Conflict, match="already replacing"):
+        rig.ctl.begin_replace("models/mini-v3", "bob")
+    assert rig.ctl.tick().state is S.REPLACING  # the tick leaves it to the replace thread
+    snap = rig.ctl.finish_replace(CAND, loaded_new=True)
+    assert (snap.state, snap.stable_id, snap.last_outcome) == (S.PROMOTED, CAND, "promoted")
+    assert derive_status(snap, True).light is Light.GREEN
+    assert rig.kinds() == ["replace", "replaced"]
+
+
+def test_replace_that_falls_back_to_the_old_version_is_red(rig: Rig) -> None:
+    rig.ctl.begin_replace("models/broken", "alice")
+    snap = rig.ctl.finish_replace("mini-v1~2", loaded_new=False, reason="loading models/broken failed: no weights")
+    assert (snap.state, snap.stable_id, snap.last_outcome) == (S.ROLLED_BACK, "mini-v1~2", "rolled_back")
+    assert derive_status(snap, True).light is Light.RED and "no weights" in snap.reason
+    assert rig.sink.events[-1].level is EventLevel.ALERT
+    rig.ctl.acknowledge("alice")
+    assert rig.ctl.start("models/mini-v2", DEFAULT_PLAN, Mode.NEW_MODEL, "bob").state is S.LOADING
+
+
+def test_replace_is_refused_while_a_rollout_is_in_flight(rig: Rig) -> None:
+    rig.to_traffic()
+    with pytest.raises(Conflict, match="already rolling_out"):
+        rig.ctl.begin_replace("models/mini-v3", "bob")

@@ -321,8 +321,12 @@ def test_replace_in_place_queues_concurrent_requests_and_none_fails(service: Rer
         before = load.total
         rollout_id = replace_in_place(service, candidate, "alice")
         assert not service.admission.is_open
-        with pytest.raises(Conflict, match="already running"):
+        during = service.status()
+        assert (during["light"], during["state"]) == ("yellow", "replacing"), during
+        with pytest.raises(Conflict, match="already replacing"):
             replace_in_place(service, candidate, "bob")
+        with pytest.raises(Conflict, match="already replacing"):  # a staged rollout is refused too
+            service.submit_update(candidate, plan=[{"share": 100}], actor="carol")
         deadline = time.monotonic() + 90
         while service.store.get_rollout(rollout_id).outcome is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -334,5 +338,7 @@ def test_replace_in_place_queues_concurrent_requests_and_none_fails(service: Rer
     assert service.registry.get(stable).state.value == "retired"
     assert_serves(service, new)
     assert service.store.get_stable().version == new
-    assert service.status()["light"] == "green"
+    final = service.status()
+    assert (final["light"], final["state"], final["last_outcome"]) == ("green", "promoted", "promoted"), final
+    assert any(e["kind"] == "replaced" for e in final["events"]), final["events"]
     assert any(e.action == "hot_update" and "replace in place" in e.detail for e in service.store.recent_audit(5))

@@ -47,6 +47,11 @@ EXPECTED = {
     (S.PROMOTING, T.DRAINED): S.PROMOTED,
     (S.ROLLING_BACK, T.DRAINED): S.ROLLED_BACK,
     **{(s, T.START): S.LOADING for s in (S.PROMOTED, S.CANCELLED, S.ROLLED_BACK, S.FAILED, S.INTERRUPTED)},
+    # replace in place: its own states and triggers, startable from exactly where a rollout is
+    **{(s, T.REPLACE): S.REPLACING for s in (S.IDLE, S.PROMOTED, S.CANCELLED, S.ROLLED_BACK, S.FAILED, S.INTERRUPTED)},
+    (S.REPLACING, T.REPLACED): S.PROMOTED,
+    (S.REPLACING, T.REPLACE_FAILED): S.ROLLED_BACK,
+    (S.REPLACING, T.ERROR): S.FAILED,
     **{(s, T.ACKNOWLEDGE): S.IDLE for s in (S.PROMOTED, S.CANCELLED, S.ROLLED_BACK, S.FAILED, S.INTERRUPTED)},
 }
 
@@ -81,6 +86,13 @@ def test_every_in_flight_state_can_end() -> None:
                     reachable.add(to)
                     frontier.append(to)
         assert reachable & TERMINAL, state
+
+
+def test_no_second_start_of_any_kind_while_one_is_in_flight() -> None:
+    for state in IN_FLIGHT:
+        for trigger in (T.START, T.REPLACE):
+            with pytest.raises(Conflict):
+                next_state(state, trigger)
 
 
 def test_red_states_are_terminal_and_acknowledgeable() -> None:

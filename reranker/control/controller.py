@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from reranker.clock import Clock
 from reranker.control.gates import GateConfig, live_gates
-from reranker.control.plans import Mode, Plan, share_at
+from reranker.control.plans import REPLACE_PLAN, Mode, Plan, share_at
 from reranker.control.ports import (
     CandidateLoader,
     Event,
@@ -84,13 +84,13 @@ class RolloutController:
         """Raise the Conflict the command for `trigger` would raise now, changing nothing: the
         service records an operator action before applying it, and refuses first when it can."""
         with self._lock:
-            if trigger is T.START:
-                self._check_start()
+            if trigger in (T.START, T.REPLACE):
+                self._check_start(trigger)
             else:
                 next_state(self._state, trigger)
 
-    def _check_start(self) -> None:
-        if not can(self._state, T.START):
+    def _check_start(self, trigger: Trigger = T.START) -> None:
+        if not can(self._state, trigger):
             run = self._run
             raise Conflict(
                 f"an update is already {self._state.value} (candidate {run.path if run else '?'}, "
@@ -108,6 +108,51 @@ class RolloutController:
             self._run = RunState(path=path, plan=plan, mode=mode, actor=actor, started_at=now)
             self._reason, self._last_error = "", ""
             self._move(now, T.START, "start", f"{actor} started an update to {path} (plan {plan.name}, {mode.value})", actor=actor)
+        return self._after_command()
+
+    @_publishing
+    def begin_replace(self, path: str, actor: str) -> ControllerSnapshot:
+        """Replace in place (no room for both versions): the caller unloads the stable version,
+        loads `path` and reports back through finish_replace(). Conflict while anything is in flight."""
+        with self._lock:
+            now = self._clock.now()
+            if not can(self._state, T.REPLACE):
+                run = self._run
+                raise Conflict(
+                    f"an update is already {self._state.value} (candidate {run.path if run else '?'}, "
+                    f"started by {run.actor if run else '?'}); wait for it to finish or roll it back first"
+                )
+            if self._stable_id is None:
+                raise Conflict("no stable version is serving; there is nothing to replace")
+            self._run = RunState(path=path, plan=REPLACE_PLAN, mode=Mode.NEW_MODEL, actor=actor, started_at=now,
+                                 kind="replace")
+            self._reason, self._last_error = "", ""
+            self._move(now, T.REPLACE, "replace",
+                       f"{actor} started replacing {self._stable_id} in place with {path}; new requests wait", actor=actor)
+        return self._after_command()
+
+    @_publishing
+    def finish_replace(self, version_id: str | None, loaded_new: bool, reason: str = "") -> ControllerSnapshot:
+        """The replace-in-place run ended: `version_id` now serves (the new version when
+        loaded_new, else the old one loaded again); None when nothing could be loaded."""
+        with self._lock:
+            now = self._clock.now()
+            run = self._require(T.REPLACED)
+            old = self._stable_id
+            run.retiring_id = old
+            if version_id is not None:
+                self._stable_id = version_id
+            if version_id is not None and loaded_new:
+                run.candidate_id, run.share = version_id, 100.0
+                self._last_outcome = "promoted"
+                self._move(now, T.REPLACED, "replaced", f"{version_id} now serves (replaced {old} in place)")
+            elif version_id is not None:
+                self._reason, self._last_outcome = reason or f"loading {run.path} failed", "rolled_back"
+                self._move(now, T.REPLACE_FAILED, "replace_failed",
+                           f"{self._reason}; {version_id} serves again", EventLevel.ALERT)
+            else:
+                self._reason, self._last_outcome = reason or "replace in place failed", "failed"
+                self._move(now, T.ERROR, "replace_failed", f"replace in place failed: {self._reason}", EventLevel.ALERT)
         return self._after_command()
 
     @_publishing
@@ -372,7 +417,7 @@ class RolloutController:
     def _on_tick_error(self, now: float, exc: Exception) -> None:
         logger.exception("rollout tick failed in state %s", self._state.value)
         why = f"tick failed while {self._state.value}: {type(exc).__name__}: {exc}"
-        if not can(self._state, T.ERROR):
+        if not can(self._state, T.ERROR) or self._state is S.REPLACING:  # the replace thread reports its own end
             self._error_event(now, why)
             return
         if self._state is S.LOADING:

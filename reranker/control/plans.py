@@ -74,6 +74,7 @@ DEMO_PLAN = Plan(
     (Stage(share=5, seconds=10), Stage(share=50, seconds=20, ramp=True), Stage(share=100)),
 )
 PLAN_NAMES: tuple[str, ...] = ("default", "demo")
+REPLACE_PLAN = Plan("replace-in-place", ())  # no stages: the new version takes all traffic at once
 
 
 def named_plan(name: str) -> Plan:

@@ -20,6 +20,7 @@ class RolloutState(str, Enum):
     PAUSED = "paused"  # share frozen, live gates still watched
     PROMOTING = "promoting"  # candidate serves everything; old stable draining
     ROLLING_BACK = "rolling_back"  # candidate at 0%; draining and unloading
+    REPLACING = "replacing"  # replace in place: requests queue while the old version unloads and the new one loads
     PROMOTED = "promoted"
     CANCELLED = "cancelled"
     ROLLED_BACK = "rolled_back"
@@ -45,19 +46,23 @@ class Trigger(str, Enum):
     ERROR = "error"  # an exception inside a tick
     ACKNOWLEDGE = "acknowledge"
     FOUND_INTERRUPTED = "found_interrupted"  # at start-up, the store shows an unfinished rollout
+    REPLACE = "replace"  # start a replace-in-place update (no room for both versions)
+    REPLACED = "replaced"  # the new version serves in place of the old one
+    REPLACE_FAILED = "replace_failed"  # the new version did not load; the old one serves again
 
 
 S, T = RolloutState, Trigger
 
 TERMINAL: frozenset[RolloutState] = frozenset({S.PROMOTED, S.CANCELLED, S.ROLLED_BACK, S.FAILED, S.INTERRUPTED})
 IN_FLIGHT: frozenset[RolloutState] = frozenset(
-    {S.LOADING, S.VALIDATING, S.ROLLING_OUT, S.PAUSED, S.PROMOTING, S.ROLLING_BACK}
+    {S.LOADING, S.VALIDATING, S.ROLLING_OUT, S.PAUSED, S.PROMOTING, S.ROLLING_BACK, S.REPLACING}
 )
 NEEDS_ACKNOWLEDGE: frozenset[RolloutState] = frozenset({S.ROLLED_BACK, S.FAILED, S.INTERRUPTED})
 _CAN_START = (S.IDLE, *sorted(TERMINAL))
 
 _TABLE: dict[tuple[RolloutState, Trigger], RolloutState] = {
     **{(state, T.START): S.LOADING for state in _CAN_START},
+    **{(state, T.REPLACE): S.REPLACING for state in _CAN_START},
     **{(state, T.ACKNOWLEDGE): S.IDLE for state in TERMINAL},
     (S.IDLE, T.FOUND_INTERRUPTED): S.INTERRUPTED,
     (S.LOADING, T.LOAD_OK): S.VALIDATING,
@@ -82,6 +87,9 @@ _TABLE: dict[tuple[RolloutState, Trigger], RolloutState] = {
     (S.PAUSED, T.ERROR): S.ROLLING_BACK,
     (S.PROMOTING, T.DRAINED): S.PROMOTED,
     (S.ROLLING_BACK, T.DRAINED): S.ROLLED_BACK,
+    (S.REPLACING, T.REPLACED): S.PROMOTED,
+    (S.REPLACING, T.REPLACE_FAILED): S.ROLLED_BACK,
+    (S.REPLACING, T.ERROR): S.FAILED,
 }
 TRANSITIONS: Mapping[tuple[RolloutState, Trigger], RolloutState] = MappingProxyType(_TABLE)
 

@@ -20,6 +20,7 @@ class RunState:
     mode: Mode
     actor: str
     started_at: float
+    kind: str = "rollout"  # "rollout" (staged, beside the stable) or "replace" (in place)
     candidate_id: str | None = None
     retiring_id: str | None = None
     load_progress: float = 0.0
@@ -69,6 +70,7 @@ class ControllerSnapshot:
     last_outcome: str | None  # promoted | rolled_back | failed | cancelled | interrupted
     reason: str  # why the current or last rollout is rolling back, failed or was interrupted
     acknowledged: bool
+    kind: str = "rollout"  # "rollout" or "replace" (replace in place)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +94,7 @@ class ControllerSnapshot:
             "last_outcome": self.last_outcome,
             "reason": self.reason,
             "acknowledged": self.acknowledged,
+            "kind": self.kind,
         }
 
 
@@ -125,4 +128,5 @@ def build_snapshot(
         last_outcome=last_outcome,
         reason=reason,
         acknowledged=state not in NEEDS_ACKNOWLEDGE,
+        kind=run.kind if run else "rollout",
     )

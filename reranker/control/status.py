@@ -89,6 +89,9 @@ def _banner(snap: ControllerSnapshot, progress: Progress | None) -> str:
         return f"Model upgrade: loading {name} ({snap.load_progress:.0%})"
     if state is S.VALIDATING:
         return f"Model upgrade: checking {name} on the golden set — answers still come from {snap.stable_id}"
+    if state is S.REPLACING:
+        return (f"Model upgrade in place: unloading {snap.stable_id} and loading {name} — "
+                "new requests wait until it serves")
     if state is S.PROMOTING:
         return f"Model upgrade finishing — answers come from {snap.stable_id}; unloading {snap.retiring_id}"
     if progress is not None:
@@ -109,7 +112,7 @@ def _banner(snap: ControllerSnapshot, progress: Progress | None) -> str:
 def _light(state: RolloutState) -> Light:
     if state in (S.ROLLING_BACK, S.ROLLED_BACK, S.FAILED, S.INTERRUPTED):
         return Light.RED
-    if state in (S.LOADING, S.VALIDATING, S.ROLLING_OUT, S.PAUSED, S.PROMOTING):
+    if state in (S.LOADING, S.VALIDATING, S.ROLLING_OUT, S.PAUSED, S.PROMOTING, S.REPLACING):
         return Light.YELLOW
     return Light.GREEN
 

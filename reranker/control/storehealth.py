@@ -19,6 +19,8 @@ class ProbedStore(Protocol):
     @property
     def write_error(self) -> str | None: ...
 
+    def unwritable(self, exc: BaseException | str) -> str: ...
+
     def check_file(self) -> str | None: ...
 
     def check_writable(self) -> str | None: ...
@@ -37,17 +39,25 @@ class StoreHealth:
         self._checked_at: float | None = None
         self._problem: str | None = None
 
-    def problem(self) -> str | None:
-        """None when the store takes writes; otherwise a message naming the data directory."""
+    def problem(self, probe: bool = True) -> str | None:
+        """None when the store takes writes; otherwise a message naming the data directory.
+
+        `probe=False` (readiness, on the event loop) does no SQLite I/O: it sees the store file
+        (one stat) and any failed write at once, and the last probe's verdict otherwise.
+        """
         now = self._clock.monotonic()
         with self._lock:
             problem = self._store.check_file()  # one stat: every call notices a deleted file
             if problem is None:
+                failed_write = self._store.write_error
                 due = self._checked_at is None or now - self._checked_at >= self._interval_s
-                if not due and not (self._store.write_error and self._problem is None):
-                    return self._problem
-                self._checked_at = now
-                problem = self._store.check_writable()  # a successful probe clears an earlier failed write
+                if probe and (due or failed_write):  # while writes fail, every watcher pass re-probes
+                    self._checked_at = now
+                    problem = self._store.check_writable()  # a successful probe clears an earlier failed write
+                elif failed_write is not None:
+                    problem = self._problem or self._store.unwritable(failed_write)
+                else:
+                    problem = self._problem
             previous, self._problem = self._problem, problem
         if problem is not None and previous is None:
             log.error("ALERT store_unwritable: %s", problem)

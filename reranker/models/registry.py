@@ -97,7 +97,9 @@ def resolve_model_ref(ref: str, models_dir: Path, hub_cache: Path | None = None,
     for candidate in candidates:
         if _is_dir(candidate):
             return candidate.resolve()
-    if HUB_ID.match(repo) and not given.is_absolute():
+    local_folder = given.parts[0] if given.parts else ""
+    looks_local = bool(local_folder) and (_is_dir(Path(local_folder)) or _is_dir(models_dir / local_folder))
+    if HUB_ID.match(repo) and not given.is_absolute() and not looks_local:  # "models/x": a folder here, no hub id
         try:
             return _from_hub_cache(repo, hub_cache, candidates, revision)
         except ModelLoadError:

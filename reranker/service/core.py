@@ -8,8 +8,9 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
+from reranker.cancel import CancelToken
 from reranker.clock import Clock
 from reranker.content import Content
 from reranker.control.controller import RolloutController
@@ -23,8 +24,9 @@ from reranker.control.store import Store
 from reranker.control.storehealth import StoreHealth
 from reranker.engine import Engine
 from reranker.evaluation import Decoders
-from reranker.errors import InputError, ModelLoadError, NotReady, RerankerError, StoreUnavailable
+from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError, StoreUnavailable
 from reranker.media import MediaDecoder, MediaResolver
+from reranker.media.urls import UrlFetcher
 from reranker.service.authlog import AuthFailureLog
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
 from reranker.service.inputs import InputBuilder, top_results
@@ -37,11 +39,13 @@ from reranker.service.rollout_ports import (
     DrainingUnloader, GoldenSetValidator, ProcessMemory, RegistryTraffic, VersionLoader, default_golden,
 )
 from reranker.service.updates import StoreSink, UpdateManager
+from reranker.service.workpool import WorkPool
 from reranker.service.versions import LoadJob, VersionManager
 from reranker.settings import Settings
 
 log = logging.getLogger(__name__)
 SHADOW_TOP_K = 5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Scored:
     version: str
     scores: list[float]
     seconds: float
+    tokens: int = 0  # tokens the model read for the request (its own tokenizer; cached pairs included)
 
 
 class RerankService(OperatorMixin):
@@ -79,11 +84,15 @@ class RerankService(OperatorMixin):
         self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
                                                download=hub_download if settings.allow_downloads else None)
         self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
-        self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits), self.decoder)
+        fetcher = (UrlFetcher(settings.limits.max_media_bytes, settings.media_url_timeout_s)
+                   if settings.allow_media_urls else None)
+        self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits, fetcher),
+                                   self.decoder)
         self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
         self.shadow_stats = ShadowStats()
         self.score_history = ScoreHistory()
         self.admission = Admission(settings.replace_wait_s)
+        self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
         self._quality: dict[str, float] = {}
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
@@ -146,7 +155,7 @@ class RerankService(OperatorMixin):
             log.error("%s", exc)
         self.updates.attach(job.version)
 
-    def _watch_store(self, interval_s: float = 5.0) -> None:
+    def _watch_store(self, interval_s: float = 1.0) -> None:
         """Probe the store now and then, so a lost or full data directory is noticed (and alerted)
         even when nobody asks /readyz."""
         while not self._watch_stop.wait(interval_s):
@@ -166,8 +175,9 @@ class RerankService(OperatorMixin):
         return self.registry.snapshot_or_none() is not None
 
     def readiness(self) -> str | None:
-        """None when the service can take requests and record them; otherwise why not."""
-        problem = self.store_health.problem()
+        """None when the service can take requests and record them; otherwise why not. Cheap: the
+        store's write probe runs in the store-watch thread."""
+        problem = self.store_health.problem(probe=False)  # no SQLite I/O: /readyz runs on the event loop
         self.metrics.store_writable.set(0 if problem else 1)
         if problem is not None:
             return problem
@@ -178,6 +188,9 @@ class RerankService(OperatorMixin):
         return snap.primary if snap else None
 
     def metrics_text(self) -> bytes:
+        pool = self.work.stats()
+        self.metrics.work_running.set(pool.running)
+        self.metrics.work_queued.set(pool.queued)
         snap = self.registry.snapshot_or_none()
         for view in self.registry.list():
             share = snap.policy.weight_of(view.id) / 100.0 if snap else 0.0
@@ -203,25 +216,34 @@ class RerankService(OperatorMixin):
                 "device": getattr(info, "device", None),
                 "bytes_in_memory": getattr(info, "bytes_in_memory", None),
                 "path": getattr(info, "path", None),
+                "follows_instruction": getattr(info, "follows_instruction", True),
                 "loaded_at": view.loaded_at,
                 "in_flight": view.in_flight,
                 "reason": view.reason,
             })
         return out
 
+    def follows_instruction(self, version: str) -> bool:
+        """False when the version's backend ignores a request's instruction (the mini model does)."""
+        return next((bool(v["follows_instruction"]) for v in self.versions() if v["id"] == version), True)
+
     def usable_versions(self) -> list[str]:
         return sorted(self.registry.usable_versions())
 
     # ---- ranking -------------------------------------------------------------------------
-    def rank(self, request: RankRequest, pinned_version: str | None = None) -> RankResult:
+    def rank(self, request: RankRequest, pinned_version: str | None = None,
+             cancel: CancelToken | None = None) -> RankResult:
+        """Rank one request. Once `cancel` is set (deadline, client gone) the work stops at the next
+        media item or frame, its queued pairs are dropped, and RequestCancelled is raised."""
         started = self.clock.monotonic()
-        query, documents = self.inputs.build(request)
-        request_id = uuid.uuid4().hex
+        query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
+        request_id = request.request_id or uuid.uuid4().hex
         with self.admission.admitted():
             if pinned_version is not None:
-                scored, shadow = self._score_on(pinned_version, query, documents, request.instruction), None
+                scored, shadow = self._score_on(pinned_version, query, documents, request.instruction,
+                                                cancel=cancel), None
             else:
-                scored, shadow = self._score_routed(request, query, documents)
+                scored, shadow = self._score_routed(request, query, documents, cancel)
         result = self._result(request_id, scored, request.top_n, len(documents), started)
         record = self._record(request, result)
         if shadow is not None:
@@ -230,14 +252,15 @@ class RerankService(OperatorMixin):
             self.request_log.submit(record)
         return result
 
-    def compare(self, request: RankRequest, versions: tuple[str, str]) -> CompareResult:
+    def compare(self, request: RankRequest, versions: tuple[str, str],
+                cancel: CancelToken | None = None) -> CompareResult:
         if versions[0] == versions[1]:
             raise InputError(f"versions must be two different ids, got {list(versions)}")
         started = self.clock.monotonic()
-        query, documents = self.inputs.build(request)
+        query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
         results = []
         for version in versions:
-            scored = self._score_on(version, query, documents, request.instruction)
+            scored = self._score_on(version, query, documents, request.instruction, cancel=cancel)
             results.append(self._result(uuid.uuid4().hex, scored, request.top_n, len(documents), started))
             started = self.clock.monotonic()
         k = request.top_n or min(10, len(documents))
@@ -246,25 +269,38 @@ class RerankService(OperatorMixin):
         changes = rank_changes(order_a, order_b, k)
         return CompareResult(a=results[0], b=results[1], changes=tuple(changes))
 
-    def _score_routed(self, request: RankRequest, query: Content, documents: list[Content]) -> tuple[Scored, str | None]:
+    def _cancellable(self, work: Callable[[], T], stage: str) -> T:
+        try:
+            return work()
+        except RequestCancelled as exc:
+            self.metrics.cancelled.labels(exc.reason, stage).inc()
+            raise
+
+    def _score_routed(self, request: RankRequest, query: Content, documents: list[Content],
+                      cancel: CancelToken | None = None) -> tuple[Scored, str | None]:
         caller = request.caller
         with self._rng_lock:
             draw = self._rng.random()
         attributes = RequestAttributes(region=caller.region, client_ip=caller.client_ip)
         with self.registry.acquire_routed(caller.user_key, attributes, draw) as lease:
-            scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction)
+            scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction,
+                                 cancel=cancel)
         return scored, lease.route.shadow
 
     def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None,
-                  shadow: bool = False) -> Scored:
+                  shadow: bool = False, cancel: CancelToken | None = None) -> Scored:
         with self.registry.acquire(version) as engine:
-            return self._timed(version, engine, query, documents, instruction, shadow)
+            return self._timed(version, engine, query, documents, instruction, shadow, cancel)
 
     def _timed(self, version: str, engine: Engine, query: Content, documents: Sequence[Content],
-               instruction: str | None, shadow: bool = False) -> Scored:
+               instruction: str | None, shadow: bool = False, cancel: CancelToken | None = None) -> Scored:
         t0 = self.clock.monotonic()
         try:
-            scoring = engine.score_counted(query, documents, instruction)
+            scoring = engine.score_counted(query, documents, instruction, cancel)
+        except RequestCancelled as exc:  # not a model error: the gates never see it
+            self.metrics.cancelled.labels(exc.reason, "scoring").inc()
+            self.metrics.cancelled_pairs.inc(exc.unscored_pairs)
+            raise
         except RerankerError as exc:
             seconds = self.clock.monotonic() - t0
             self._count(version, seconds, seconds, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
@@ -273,7 +309,7 @@ class RerankService(OperatorMixin):
         self._count(version, seconds, scoring.model_seconds, ok=True, kind="", n_docs=len(documents),
                     shadow=shadow, computed=scoring.computed)
         self.score_history.add(version, scores)
-        return Scored(version, scores, seconds)
+        return Scored(version, scores, seconds, scoring.tokens)
 
     def _count(self, version: str, seconds: float, model_seconds: float, ok: bool, kind: str, n_docs: int,
                shadow: bool, computed: int = 1) -> None:
@@ -297,7 +333,7 @@ class RerankService(OperatorMixin):
     def _result(self, request_id: str, scored: Scored, top_n: int | None, n_docs: int, started: float) -> RankResult:
         ranked = tuple(RankedDocument(i, s) for i, s in top_results(scored.scores, top_n))
         latency_ms = (self.clock.monotonic() - started) * 1000.0
-        usage = {"model_ms": round(scored.seconds * 1000.0, 3)}
+        usage = {"model_ms": round(scored.seconds * 1000.0, 3), "total_tokens": scored.tokens}
         return RankResult(request_id, scored.version, ranked, latency_ms, n_docs, usage)
 
     def _record(self, request: RankRequest, result: RankResult) -> RequestRecord:
@@ -382,6 +418,7 @@ class RerankService(OperatorMixin):
 
     def close(self) -> None:
         self._watch_stop.set()
+        self.work.close()
         self.updates.close()
         self._shadow_pool.shutdown(wait=True, cancel_futures=True)
         self.request_log.close()

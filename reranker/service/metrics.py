@@ -59,12 +59,29 @@ class ServiceMetrics:
             "reranker_auth_failures", "Admin requests refused for a missing or wrong token, by front end.",
             ["source"], registry=r,
         )
-
         self.store_writable = Gauge(
             "reranker_store_writable", "1 while the data directory's store takes writes (the readiness probe).",
             registry=r,
         )
         self.store_writable.set(1)
+        self.cancelled = Counter(
+            "reranker_cancelled_requests",
+            "Requests whose work was cancelled, by reason (deadline, disconnected) and stage "
+            "(queued: never started; decode; scoring).", ["reason", "stage"], registry=r,
+        )
+        self.cancelled_pairs = Counter(
+            "reranker_cancelled_pairs", "Pairs of cancelled requests dropped from the engine queue unscored.",
+            registry=r,
+        )
+        self.overloaded = Counter(
+            "reranker_overloaded_requests", "Requests refused with 429 because the admission queue was full.",
+            registry=r,
+        )
+
+        self.work_running = Gauge("reranker_work_running", "Rank/compare requests a worker is on now.", registry=r)
+        self.work_queued = Gauge(
+            "reranker_work_queued", "Admitted rank/compare requests waiting for a worker.", registry=r,
+        )
 
     def watch_request_log(self, lost: Callable[[], Mapping[str, int]]) -> None:
         """Expose the request log's lost records (counted by its writer) as a counter."""

@@ -66,49 +66,44 @@ class Admission:
 
 
 def replace_in_place(service: "RerankService", ref: str, actor: str) -> int:
-    """Start a replace-in-place update in the background; returns its rollout id."""
+    """Start a replace-in-place update in the background; returns its rollout id.
+
+    The run goes through the rollout state machine (REPLACING): a second update of any kind is
+    refused with a Conflict (409) while it runs, and status is yellow until it ends."""
     stable = service.stable_version()
     if stable is None:
         raise NotReady("no stable version is serving yet")
-    if not service.updates.is_idle():
-        raise Conflict("a hot update is in progress; finish or roll it back before replacing in place")
-    if not service.admission.is_open:
-        raise Conflict("a replace-in-place update is already running")
     old_path = next(v["path"] for v in service.versions() if v["id"] == stable)
-    with service.store.transaction():  # the record first: nothing starts unless it is written
-        rollout_id = service.store.start_rollout(ref, stable, {"name": "replace-in-place", "stages": []},
-                                                 "replace-in-place", "loading", actor)
-        service.store.record_audit(actor, "hot_update", ref, "started", f"replace in place, rollout {rollout_id}")
+    rollout_id = service.updates.submit_replace(ref, actor)  # recorded first: nothing starts unless written
     service.admission.close()
-    threading.Thread(target=_run, args=(service, ref, stable, old_path, rollout_id), daemon=True,
+    threading.Thread(target=_run, args=(service, ref, stable, old_path), daemon=True,
                      name="replace-in-place").start()
     return rollout_id
 
 
-def _run(service: "RerankService", ref: str, stable: str, old_path: str, rollout_id: int) -> None:
-    store = service.store
+def _run(service: "RerankService", ref: str, stable: str, old_path: str) -> None:
+    serving: str | None = None
     try:
         if not service.admission.wait_empty(timeout_s=60.0):
             raise Conflict(f"{stable} still had requests in flight after 60 s")
         service.versions_manager.close_engine(stable)
         try:
             job = service.versions_manager.load_now(ref, unique=True)
-            outcome, reason = "promoted", ""
+            loaded_new, reason = True, ""
         except Exception as exc:  # the old version comes back; the reason is recorded
             reason = f"loading {ref} failed: {exc}; reloading {stable}"
-            store.record_event("alert", "replace_failed", reason, rollout_id)
             job = service.versions_manager.load_now(old_path, unique=True)
-            outcome = "rolled_back"
+            loaded_new = False
         service.registry.swap(TrafficPolicy.single(job.version), job.version)
+        serving = job.version
         service.registry.drain_and_unload(stable, timeout_s=5.0)
-        store.set_stable(job.version, str(job.path))
-        service.updates.rebase(job.version)
-        store.finish_rollout(rollout_id, outcome, outcome, reason or None)
-        store.record_event("info", "replaced", f"{job.version} now serves (replaced {stable} in place)", rollout_id)
-    except Exception as exc:  # never leave the gate closed
+        service.store.set_stable(job.version, str(job.path))
+        service.updates.finish_replace(job.version, loaded_new, reason)
+    except Exception as exc:  # never leave the gate closed, nor the state machine in REPLACING
         log.exception("replace in place failed")
-        store.finish_rollout(rollout_id, "failed", "failed", str(exc))
-        store.record_event("alert", "replace_failed", f"replace in place failed: {exc}", rollout_id)
+        try:
+            service.updates.finish_replace(serving, False, f"{type(exc).__name__}: {exc}")
+        except Exception:
+            log.exception("could not record the end of the replace-in-place run")
     finally:
         service.admission.open()
-

@@ -100,7 +100,6 @@ class UpdateManager:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._tick_error: str | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
     def attach(self, stable_id: str) -> None:
@@ -120,11 +119,6 @@ class UpdateManager:
         self._thread = threading.Thread(target=self._loop, name="rollout-tick", daemon=True)
         self._thread.start()
 
-    def rebase(self, stable_id: str) -> None:
-        """A new stable version serves (replaced in place): start a fresh controller on it."""
-        self._controller = self._make_controller(stable_id, self._sink)
-        self._seen_state = None
-
     def is_idle(self) -> bool:
         snap = self.snapshot()
         return snap is None or snap.state is RolloutState.IDLE or snap.state in TERMINAL
@@ -135,14 +129,18 @@ class UpdateManager:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
+        """Tick until closed. Nothing a tick raises (a store error while recording, say) ends
+        the loop: it is logged, alerted once per distinct message, and the next tick retries."""
+        last_error = ""
         while not self._stop.wait(self._tick_s):
             try:
                 self.tick()
-                self._tick_error = None
-            except Exception as exc:  # noqa: BLE001 - e.g. a full disk: persistence is retried next tick
-                if str(exc) != self._tick_error:  # once per distinct failure, not four times a second
-                    log.error("rollout tick could not record its state: %s", exc)
-                self._tick_error = str(exc)
+                last_error = ""
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                if why != last_error:
+                    log.exception("rollout tick failed; retrying every %.2f s", self._tick_s)
+                last_error = why
 
     def alert(self, kind: str, message: str) -> None:
         self._sink.alert(kind, message, self._clock.now())
@@ -184,6 +182,38 @@ class UpdateManager:
         self._metrics.rollout_state.set(1)
         self._observe_quietly(snap)
         return rollout_id
+
+    def submit_replace(self, path: str, actor: str) -> int:
+        """Check, record, then enter a replace-in-place run; Conflict (409) while any update is in
+        flight, StoreUnavailable (503, nothing started) when it cannot be recorded."""
+        controller = self._require()
+        with self._lock:
+            try:
+                controller.check(Trigger.REPLACE)
+            except RerankerError as exc:
+                self._audit_refusal(actor, "hot_update", path, exc)
+                raise
+            stable = controller.snapshot().stable_id or ""
+            with self._store.transaction():
+                rollout_id = self._store.start_rollout(
+                    path, stable, {"name": "replace-in-place", "stages": []}, "replace-in-place",
+                    RolloutState.REPLACING.value, actor)
+                self._store.record_audit(actor, "hot_update", path, "started", f"replace in place, rollout {rollout_id}")
+            previous, self._rollout_id, self._seen_gates = self._rollout_id, rollout_id, set()
+            try:
+                snap = controller.begin_replace(path, actor)
+            except RerankerError as exc:  # lost a race after the check: the record says so
+                self._rollout_id = previous
+                self._audit_refusal(actor, "hot_update", path, exc)
+                self._best_effort(lambda: self._store.finish_rollout(rollout_id, "failed", "refused", str(exc)))
+                raise
+        self._metrics.rollout_state.set(1)
+        self._observe_quietly(snap)
+        return rollout_id
+
+    def finish_replace(self, version_id: str | None, loaded_new: bool, reason: str = "") -> None:
+        snap = self._require().finish_replace(version_id, loaded_new, reason)
+        self._observe_quietly(snap)
 
     def command(self, name: str, actor: str) -> None:
         """Check, record the command in the audit log, then apply it; a command that cannot be
@@ -237,7 +267,6 @@ class UpdateManager:
             return {"light": "red" if not model_ready else "yellow", "state": "starting",
                     "banner": "Loading the first model version…", "stable": None, "candidate": None,
                     "stage": None, "share": 0.0, "gates": [], "events": [], "rollout_id": None}
-        self._observe_quietly(snap)  # what status shows is already in the store (the tick thread may lag)
         status = derive_status(snap, model_ready).to_dict()
         return {
             **status,
@@ -262,15 +291,18 @@ class UpdateManager:
 
     # ---- persistence ---------------------------------------------------------------------
     def _observe_quietly(self, snap: ControllerSnapshot) -> None:
-        """_observe after a change was applied (or for a read): a failed write is retried by the
-        next tick and shows in readiness; it must not turn the answer into an error."""
+        """_observe after a change was applied: a failed write is retried by the next tick and
+        shows in readiness; it must not turn the answer into an error."""
         try:
             self._observe(snap)
         except StoreUnavailable as exc:
             log.error("rollout state not recorded yet: %s", exc)
 
     def _observe(self, snap: ControllerSnapshot) -> None:
-        """Record state changes, new gate results and the outcome of the current rollout."""
+        """Record state changes, new gate results and the outcome of the current rollout.
+
+        A fact counts as recorded only once its write succeeded: after a store error the next
+        call (the next tick) writes it again."""
         with self._lock:
             rollout_id = self._rollout_id
             if rollout_id is None:
@@ -282,16 +314,13 @@ class UpdateManager:
                     self._seen_gates.add(key)
             if snap.state is self._seen_state:
                 return
-            # A failed write raises here and leaves _seen_state behind: the next look retries it.
             if snap.state in TERMINAL and snap.state is not RolloutState.INTERRUPTED:
                 outcome = snap.last_outcome or snap.state.value
-                with self._store.transaction():
-                    self._store.finish_rollout(rollout_id, snap.state.value, outcome, snap.reason or None)
-                    if snap.state is RolloutState.PROMOTED and snap.candidate_path:
-                        self._store.set_stable(snap.stable_id or "", snap.candidate_path)
+                self._store.finish_rollout(rollout_id, snap.state.value, outcome, snap.reason or None)
+                if snap.state is RolloutState.PROMOTED and snap.candidate_path:
+                    self._store.set_stable(snap.stable_id or "", snap.candidate_path)
                 self._metrics.rollouts.labels(outcome).inc()
                 self._metrics.rollout_state.set(0)
             elif snap.state is not RolloutState.IDLE:
                 self._store.update_rollout_state(rollout_id, snap.state.value, snap.candidate_id)
             self._seen_state = snap.state
-

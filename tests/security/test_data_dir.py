@@ -208,6 +208,9 @@ class CountingStore:
         self.file_problem: str | None = None
         self.answer: str | None = None
 
+    def unwritable(self, why: str) -> str:
+        return f"cannot write: {why}"
+
     def check_file(self) -> str | None:
         return self.file_problem
 
@@ -225,11 +228,13 @@ def test_the_write_probe_is_rate_limited_but_failures_show_at_once() -> None:
     health.problem()
     assert store.probes == 2
     store.write_error, store.answer = "database or disk is full", "cannot write to the store: disk full"
-    assert health.problem() == store.answer and store.probes == 3  # a failed write probes at once
-    assert health.problem() == store.answer and store.probes == 3
-    assert alerts == [("store_unwritable", store.answer)]
+    assert health.problem(probe=False) == "cannot write: database or disk is full"  # readiness: no I/O
+    assert store.probes == 2 and len(alerts) == 1
+    assert health.problem() == store.answer and store.probes == 3  # the watcher probes at once
+    assert health.problem(probe=False) == store.answer and store.probes == 3
+    assert alerts == [("store_unwritable", "cannot write: database or disk is full")]
     store.file_problem = "the file is gone"
-    assert health.problem() == "the file is gone" and store.probes == 3  # one stat, every call
+    assert health.problem(probe=False) == "the file is gone" and store.probes == 3  # one stat, every call
 
 
 class Webhook:
