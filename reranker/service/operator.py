@@ -26,6 +26,13 @@ class OperatorMixin:
     def check_admin(self: "RerankService", token: str | None) -> bool:
         return tokens_match(token, self.admin_token())
 
+    def check_console_token(self: "RerankService", token: str | None) -> bool:
+        """check_admin for the console's sign-in: a wrong token is logged and audited like the API's."""
+        if self.check_admin(token):
+            return True
+        self.auth_failed("ui", None, "console sign-in", "wrong token" if token else "empty token")
+        return False
+
     def auth_failed(self: "RerankService", source: str, client: str | None, target: str, reason: str) -> None:
         """A failed admin authentication (wrong or missing token): logged and audited, rate-limited."""
         self.auth_failures.record(source, client, target, reason)

@@ -64,7 +64,6 @@ class StoreSink:
             if self._webhook_url:
                 threading.Thread(target=_post_json, args=(self._webhook_url, event.to_dict()), daemon=True).start()
 
-
     def alert(self, kind: str, message: str, at: float) -> None:
         """An alert from outside a rollout (e.g. the data directory): recorded when possible, logged,
         and sent to the webhook."""
@@ -177,7 +176,8 @@ class UpdateManager:
             except RerankerError as exc:  # lost a race after the check: the record says so
                 self._rollout_id = previous
                 self._audit_refusal(actor, "hot_update", path, exc)
-                self._best_effort(lambda: self._store.finish_rollout(rollout_id, "failed", "refused", str(exc)))
+                why = str(exc)
+                self._best_effort(lambda: self._store.finish_rollout(rollout_id, "failed", "refused", why))
                 raise
         self._metrics.rollout_state.set(1)
         self._observe_quietly(snap)
@@ -205,7 +205,8 @@ class UpdateManager:
             except RerankerError as exc:  # lost a race after the check: the record says so
                 self._rollout_id = previous
                 self._audit_refusal(actor, "hot_update", path, exc)
-                self._best_effort(lambda: self._store.finish_rollout(rollout_id, "failed", "refused", str(exc)))
+                why = str(exc)
+                self._best_effort(lambda: self._store.finish_rollout(rollout_id, "failed", "refused", why))
                 raise
         self._metrics.rollout_state.set(1)
         self._observe_quietly(snap)

@@ -18,7 +18,6 @@ from reranker.api import create_api
 from reranker.clock import FakeClock
 from reranker.control.plans import parse_plan
 from reranker.errors import InputError
-from reranker.service.authlog import AuthFailureLog
 from reranker.settings import settings_from
 from tests.conftest import AUTH, MODELS, STABLE
 
@@ -60,6 +59,8 @@ def test_failed_authentication_is_logged_and_audited_once_per_window_without_the
 
 
 def test_rate_limit_reports_the_suppressed_count_in_the_next_window() -> None:
+    from reranker.service.authlog import AuthFailureLog
+
     clock, rows, counted = FakeClock(), [], []
     failures = AuthFailureLog(clock, lambda *row: rows.append(row), counted.append, interval_s=60.0)
     for _ in range(4):
@@ -72,6 +73,8 @@ def test_rate_limit_reports_the_suppressed_count_in_the_next_window() -> None:
 
 
 def test_a_broken_store_does_not_turn_401_into_500() -> None:
+    from reranker.service.authlog import AuthFailureLog
+
     def audit(*row: Any) -> None:
         raise RuntimeError("disk full")
 
@@ -153,3 +156,11 @@ def test_http_webhooks_are_accepted() -> None:
         "https://alerts.example.com/hook"
     assert settings_from([], {"RERANKER_WEBHOOK_URL": "http://127.0.0.1:9000/a"}).webhook_url == \
         "http://127.0.0.1:9000/a"
+
+
+def test_failed_console_sign_in_is_audited_too(service: Any) -> None:
+    assert service.check_console_token(f"{SECRET}-ui") is False
+    assert service.check_console_token(service.admin_token()) is True
+    rows = [e for e in service.audit(1000) if e["action"] == "auth_failed" and e["target"] == "console sign-in"]
+    assert rows and "via ui" in rows[0]["detail"]
+    assert SECRET not in str(service.audit(1000))

@@ -60,10 +60,10 @@ def test_lone_surrogates_get_422_naming_the_field(lenient: TestClient, body: str
 @pytest.mark.parametrize("path, needle", [
     ("chelsea\x00.png", "NUL"),
     ("images/chelsea.png\x00/../x", "NUL"),
-    ("a" * 5000, "limit"),
+    ("a" * 5000 + ".png", "limit"),
     ("/" + "b" * 300, "limit"),
     ("images/" + "c" * 256 + ".png", "limit"),
-    ("d/" * 2100, "limit"),
+    ("d.e/" * 1100, "limit"),
 ])
 def test_bad_media_paths_get_4xx_naming_the_field(lenient: TestClient, path: str, needle: str) -> None:
     body = {"query": "a cat", "documents": [{"text": "x", "image": path}]}
