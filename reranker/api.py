@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reranker.api_docs import bound_documents, offline_app
 from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor, admin_route_class
-from reranker.api_observe import RequestIdMiddleware
+from reranker.api_observe import ObserveMiddleware
 from reranker.api_admin_models import (
     AuditLog, ExperimentReport, ModelList, ModelView, StatusView, TrafficView, UpdateAccepted, VersionAccepted,
     VersionRetired,
@@ -168,9 +168,10 @@ def public_routes(service: RerankService) -> APIRouter:
         return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
 
     @router.get("/metrics", tags=["health"], response_class=PlainTextResponse, responses=METRICS_CONTENT)
-    def metrics() -> Response:
-        """Prometheus metrics."""
-        return Response(service.metrics_text(), media_type="text/plain; version=0.0.4")
+    def metrics(http: Request) -> Response:
+        """Prometheus metrics (OpenMetrics when Accept asks for application/openmetrics-text)."""
+        accept = http.headers.get("accept", "")
+        return Response(service.metrics_text(accept), media_type=service.metrics.content_type(accept))
 
     # HEAD for probes (load balancers, uptime checks); documented once, under GET
     router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
@@ -250,7 +251,7 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request body"
 
 
-def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
+def create_api(service: RerankService, max_request_bytes: int, observe: bool = True) -> FastAPI:
     app = offline_app(
         title="Multimodal reranker",
         version="1.0",
@@ -261,7 +262,8 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
     routers = [public_routes(service), admin_routes(service)]
     app.add_middleware(MethodGuardMiddleware,
                        routes=lambda: [*app.router.routes, *(r for router in routers for r in router.routes)])
-    app.add_middleware(RequestIdMiddleware)
+    if observe:  # app.py passes False and adds it outermost, around the console's guards too
+        app.add_middleware(ObserveMiddleware, metrics=service.metrics)
 
     @app.exception_handler(RerankerError)
     def reranker_error(_: Request, exc: RerankerError) -> JSONResponse:

@@ -29,6 +29,8 @@ class VideoItem:
 
     Frames are sampled as the Qwen3-VL reference does (see reranker.media.video): an even
     count, evenly spaced over the clip. Backends that need fewer frames subsample these.
+    `from_frames` is True for a video given as a list of images (its frames keep their own
+    size; the Qwen3-VL reference sends each through the image rule before the video rule).
     """
 
     frames: tuple[np.ndarray, ...]
@@ -36,6 +38,7 @@ class VideoItem:
     digest: str
     duration: float
     source_fps: float
+    from_frames: bool = False
 
     def __post_init__(self) -> None:
         if len(self.frames) != len(self.timestamps):

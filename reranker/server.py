@@ -41,6 +41,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.access_log = False  # reranker.api_observe writes the access line (request id, version, latency)
         self._read_timer: asyncio.TimerHandle | None = None
         self._waiting_since = 0.0
 
@@ -141,7 +142,10 @@ def server_for(app: Any, host: str, port: int, bounds: ServerSettings) -> Bounde
         read_timeout_s=bounds.header_timeout_s,
     )})
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning",
+        app, host=host, port=port,
+        # reranker.logs configures logging (levels, one format); uvicorn's own access lines are off
+        # because reranker.api_observe writes a richer one through the same "uvicorn.access" logger
+        log_level=None, log_config=None, access_log=False,
         http=protocol,
         timeout_keep_alive=max(1, round(bounds.keep_alive_s)),
         h11_max_incomplete_event_size=bounds.max_header_bytes,
@@ -150,4 +154,5 @@ def server_for(app: Any, host: str, port: int, bounds: ServerSettings) -> Bounde
         timeout_graceful_shutdown=max(1, round(bounds.shutdown_timeout_s)),
         backlog=min(2048, bounds.max_connections),
     )
+    logging.getLogger("uvicorn.access").propagate = True  # access_log=False detached it from the root handler
     return BoundedServer(config, bounds.shutdown_timeout_s + EXIT_MARGIN_S)

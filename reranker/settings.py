@@ -30,6 +30,7 @@ class Limits:
     video_fps: float = 1.0  # sampling rate for video files
     max_video_frames: int = 64  # frames sampled from one video (even, >= 4)
     min_video_frames: int = 4
+    max_frame_list_frames: int = 256  # frames in one video sent as a list of images (then sampled)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,20 @@ class EngineSettings:
     batch_wait_ms: float = 5.0  # how long the batcher waits to fill a batch
     cache_entries: int = 4096  # per-version score cache entries
     media_cache_entries: int = 256  # decoded media kept, by content hash
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """--engine ray: each loaded version is a Ray Serve deployment of `replicas` replicas."""
+
+    address: str | None = None  # None: start a local Ray; "auto" or "ray://host:10001": join one
+    replicas: int = 1
+    replica_cpus: float = 1.0
+    replica_gpus: float = 0.0
+    placement_timeout_s: float = 60.0  # resources for every replica must be free by then, or the load fails
+    start_timeout_s: float = 900.0  # placed replicas must be loaded, warm and healthy by then
+    request_timeout_s: float = 300.0  # one scoring call on a replica
+    graceful_shutdown_s: float = 30.0  # a deleted deployment's replicas finish their work this long
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,7 @@ class Settings:
     replace_wait_s: float = 300.0  # how long requests queue during a replace-in-place update
     allow_downloads: bool = False  # a hub id not on disk may be fetched (huggingface_hub)
     allow_media_urls: bool = False  # requests may name https:// media (SSRF-guarded fetch)
+    log_format: str = "text"  # "text" | "json": every log line, access log included
     media_url_timeout_s: float = 10.0  # whole fetch of one media URL
     gate_latency_ratio: float = 1.15  # candidate P95 model time <= ratio x stable's
     gate_min_samples: int = 50  # requests per version before the latency and error gates decide
@@ -78,6 +94,8 @@ class Settings:
     golden_set: Path = Path("assets/examples/labelled_set.json")
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    engine_kind: str = "embedded"  # "embedded" (one process) | "ray" (Ray Serve deployments)
+    ray: RaySettings = field(default_factory=RaySettings)
     server: ServerSettings = field(default_factory=ServerSettings)
 
     def with_(self, **changes: object) -> "Settings":
@@ -112,6 +130,12 @@ ENV_NAMES = {
         "rank_workers", "max_queue", "request_timeout_s", "max_connections", "keep_alive_s",
         "header_timeout_s", "max_header_bytes", "shutdown_timeout_s")},
     "allow_media_urls": "RERANKER_ALLOW_MEDIA_URLS",
+    "log_format": "RERANKER_LOG_FORMAT",
+    "engine_kind": "RERANKER_ENGINE",
+    "ray_address": "RERANKER_RAY_ADDRESS",
+    "replicas": "RERANKER_REPLICAS",
+    "replica_cpus": "RERANKER_REPLICA_CPUS",
+    "replica_gpus": "RERANKER_REPLICA_GPUS",
 }
 SERVER_FLAGS: dict[str, tuple[str, type, str]] = {
     "rank_workers": ("--rank-workers", int, "rank/compare requests worked on at once"),
@@ -166,12 +190,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"requests per version before live gates decide [{ENV_NAMES['gate_min_samples']}]")
     p.add_argument("--allow-downloads", action="store_true", default=None,
                    help=f"let --model or an update name a hub id that is fetched if missing [{ENV_NAMES['allow_downloads']}=1]")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help=f"every log line, the access log included, as text or JSON lines [{ENV_NAMES['log_format']}]")
     p.add_argument("--allow-media-urls", action="store_true", default=None,
                    help="let requests name https:// images and videos, fetched with an SSRF guard (public "
                         f"addresses only, max-media-bytes, 10 s) [{ENV_NAMES['allow_media_urls']}=1]")
     for key, (flag, kind, text) in SERVER_FLAGS.items():
         p.add_argument(flag, dest=key, type=kind, help=f"{text} [{ENV_NAMES[key]}]")
+    _add_ray_arguments(p)
     return p
+
+
+def _add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale out on Ray Serve (--engine ray)")
+    g.add_argument("--engine", dest="engine_kind", choices=["embedded", "ray"],
+                   help=f"embedded: one process (default); ray: every version is a Ray Serve deployment "
+                        f"[{ENV_NAMES['engine_kind']}]")
+    g.add_argument("--ray-address", help=f"join this Ray cluster ('auto' or ray://host:10001); "
+                                         f"default: start a local one [{ENV_NAMES['ray_address']}]")
+    g.add_argument("--replicas", type=int, help=f"replicas per version (default 1) [{ENV_NAMES['replicas']}]")
+    g.add_argument("--replica-cpus", type=float, help=f"CPUs per replica (default 1) [{ENV_NAMES['replica_cpus']}]")
+    g.add_argument("--replica-gpus", type=float, help=f"GPUs per replica (default 0) [{ENV_NAMES['replica_gpus']}]")
+
+
+def _ray_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RaySettings:
+    base = RaySettings()
+    replicas = _number(_pick(args, env, "replicas"), "replicas", int)
+    cpus = _number(_pick(args, env, "replica_cpus"), "replica_cpus", float)
+    gpus_raw = _pick(args, env, "replica_gpus")
+    gpus = 0.0 if gpus_raw in (None, 0, "0") else _number(gpus_raw, "replica_gpus", float)
+    return replace(base, address=_pick(args, env, "ray_address"),
+                   replicas=int(replicas) if replicas is not None else base.replicas,
+                   replica_cpus=float(cpus) if cpus is not None else base.replica_cpus,
+                   replica_gpus=float(gpus or 0.0))
+
+
+def _engine_kind(args: argparse.Namespace, env: Mapping[str, str], default: str) -> str:
+    kind = _pick(args, env, "engine_kind") or default
+    if kind not in ("embedded", "ray"):
+        raise InputError(f"setting engine_kind must be 'embedded' or 'ray', got {kind!r}")
+    return kind
 
 
 def _pick(args: argparse.Namespace, env: Mapping[str, str], key: str) -> str | None:
@@ -208,6 +266,12 @@ def webhook_url(raw: str | None) -> str | None:
             f"setting webhook_url must be an http:// or https:// URL with a host, got {raw.strip()[:200]!r}"
         )
     return raw.strip()
+
+
+def _log_format(raw: str) -> str:
+    if raw not in ("text", "json"):
+        raise InputError(f"setting log_format must be 'text' or 'json', got {raw!r}")
+    return raw
 
 
 def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
@@ -255,8 +319,11 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         gate_latency_ratio=float(ratio) if ratio is not None else base.gate_latency_ratio,
         gate_min_samples=int(samples) if samples is not None else base.gate_min_samples,
         allow_downloads=bool(args.allow_downloads) or env.get(ENV_NAMES["allow_downloads"], "") in ("1", "true", "yes"),
+        log_format=_log_format(_pick(args, env, "log_format") or base.log_format),
         allow_media_urls=bool(args.allow_media_urls)
         or env.get(ENV_NAMES["allow_media_urls"], "") in ("1", "true", "yes"),
         limits=replace(base.limits, **limit_changes),
         server=replace(base.server, **server_changes),
+        engine_kind=_engine_kind(args, env, base.engine_kind),
+        ray=_ray_settings(args, env),
     )

@@ -280,7 +280,7 @@ class ScarceMemory:
 
 def test_low_memory_is_refused_unless_replacing_in_place(service: RerankService,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("reranker.service.operator.SystemMemoryProbe", ScarceMemory)
+    monkeypatch.setattr("reranker.engine.embedded.SystemMemoryProbe", ScarceMemory)
     with pytest.raises(InsufficientMemory, match="force_replace"):
         service.submit_update(V2, actor="dave")
     assert service.store.recent_audit(1)[0].outcome == "refused"

@@ -22,7 +22,8 @@ from reranker.control.requestlog import RequestLogWriter, RequestRecord
 from reranker.control.router import RequestAttributes
 from reranker.control.store import Store
 from reranker.control.storehealth import StoreHealth
-from reranker.engine import Engine
+from reranker.engine.factory import make_engines
+from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders
 from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError, StoreUnavailable
 from reranker.media import MediaDecoder, MediaResolver
@@ -72,7 +73,7 @@ class RerankService(OperatorMixin):
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self.store = Store(settings.data_dir / "reranker.sqlite3", clock)  # StoreUnavailable: one line
-        self.registry: Registry[Engine] = Registry(clock)
+        self.registry: Registry[ScoringEngine] = Registry(clock)
         self.metrics = ServiceMetrics()
         self.store_health = StoreHealth(self.store, clock, self._store_alert)
         self._watch_stop = threading.Event()
@@ -82,7 +83,8 @@ class RerankService(OperatorMixin):
         self.live = LiveStats()
         self.request_log = RequestLogWriter(self.store, settings.request_log_rows, settings.request_log_days, clock)
         self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
-                                               download=hub_download if settings.allow_downloads else None)
+                                               download=hub_download if settings.allow_downloads else None,
+                                               engines=make_engines(settings, clock))
         self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
         fetcher = (UrlFetcher(settings.limits.max_media_bytes, settings.media_url_timeout_s)
                    if settings.allow_media_urls else None)
@@ -187,7 +189,8 @@ class RerankService(OperatorMixin):
         snap = self.registry.snapshot_or_none()
         return snap.primary if snap else None
 
-    def metrics_text(self) -> bytes:
+    def metrics_text(self, accept: str = "") -> bytes:
+        """/metrics in the format `accept` negotiates (ServiceMetrics.content_type names it)."""
         pool = self.work.stats()
         self.metrics.work_running.set(pool.running)
         self.metrics.work_queued.set(pool.queued)
@@ -197,7 +200,7 @@ class RerankService(OperatorMixin):
             self.metrics.share.labels(view.id).set(share)
             if view.info is not None:
                 self.metrics.model_bytes.labels(view.id).set(view.info.bytes_in_memory)
-        return self.metrics.render()
+        return self.metrics.render(accept)
 
     def versions(self) -> list[dict[str, Any]]:
         snap = self.registry.snapshot_or_none()
@@ -292,7 +295,7 @@ class RerankService(OperatorMixin):
         with self.registry.acquire(version) as engine:
             return self._timed(version, engine, query, documents, instruction, shadow, cancel)
 
-    def _timed(self, version: str, engine: Engine, query: Content, documents: Sequence[Content],
+    def _timed(self, version: str, engine: ScoringEngine, query: Content, documents: Sequence[Content],
                instruction: str | None, shadow: bool = False, cancel: CancelToken | None = None) -> Scored:
         t0 = self.clock.monotonic()
         try:

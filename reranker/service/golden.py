@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from reranker.content import Content
 from reranker.control.registry import Registry
-from reranker.engine import Engine
+from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders, LabelledSet, build_content, ndcg_at_k
 
 
@@ -28,7 +28,7 @@ class DecodedSet:
             k=labelled.k,
         )
 
-    def scores(self, registry: Registry[Engine], version: str) -> list[list[float]]:
+    def scores(self, registry: Registry[ScoringEngine], version: str) -> list[list[float]]:
         """Each query's scores over every document, on `version`."""
         with registry.acquire(version) as engine:
             return [engine.score(query, self.documents) for query in self.queries]

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector, disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -12,8 +15,22 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class ServiceMetrics:
     def __init__(self) -> None:
+        # No *_created series: they double every counter and histogram and no dashboard reads them.
+        # (prometheus_client's switch is process-wide; every registry here wants it off.)
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        PlatformCollector(registry=r)  # python_info
+        self.http_requests = Counter(
+            "reranker_http_requests",
+            "HTTP requests by method, route template (gradio: the console; unmatched: no route) and status.",
+            ["method", "route", "status"], registry=r,
+        )
+        self.http_duration = Histogram(
+            "reranker_http_request_duration_seconds", "HTTP request time by method and route template.",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=r,
+        )
         self.requests = Counter(
             "reranker_requests",
             "Rerank requests by version and outcome (ok, error; shadow and shadow_error for shadow copies).",
@@ -87,8 +104,14 @@ class ServiceMetrics:
         """Expose the request log's lost records (counted by its writer) as a counter."""
         self.registry.register(_RequestLogLost(lost))
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, accept: str = "") -> bytes:
+        """Prometheus text, or OpenMetrics when `accept` (an Accept header) asks for it."""
+        encoder, _ = choose_encoder(accept)
+        return encoder(self.registry)
+
+    @staticmethod
+    def content_type(accept: str = "") -> str:
+        return choose_encoder(accept)[1]
 
 
 class _RequestLogLost(Collector):

@@ -4,11 +4,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from reranker.control.requeststats import shadow_stats, latency_series, version_stats
-from reranker.errors import InsufficientMemory, ModelLoadError, NotFound, RerankerError
+from reranker.errors import InputError, InsufficientMemory, NotFound, RerankerError
 from reranker.evaluation import load_labelled_set
-from reranker.models.loading import estimate_footprint
-from reranker.models.memory import SystemMemoryProbe
-from reranker.models.registry import detect_backend
 from reranker.service.authlog import tokens_match
 from reranker.service.experiments import Evidence, decide
 from reranker.service.golden import DecodedSet
@@ -16,8 +13,6 @@ from reranker.service.replace import replace_in_place
 
 if TYPE_CHECKING:
     from reranker.service.core import RerankService
-
-SWAP_HEADROOM = 0.9  # use at most 90% of the free memory for the candidate
 
 
 class OperatorMixin:
@@ -62,25 +57,9 @@ class OperatorMixin:
         return self.updates.submit(path, plan, mode, actor)
 
     def check_room(self: "RerankService", ref: str) -> None:
-        """Refuse before anything changes when the candidate cannot fit beside the stable version."""
+        """Refuse before anything changes when the candidate cannot be loaded beside the stable one."""
         _, path = self.versions_manager.resolve(ref)  # also reads the manifest: a broken one is named
-        backend = detect_backend(path)
-        probe = SystemMemoryProbe()
-        on_gpu = self.settings.device != "cpu" and bool(probe.gpus())
-        dtype = backend.supported_dtypes("cuda" if on_gpu else "cpu")[0]
-        try:
-            need = estimate_footprint(path, dtype)
-        except RerankerError:
-            raise
-        except Exception as exc:  # e.g. a corrupt safetensors header: refuse with the reason, not a 500
-            raise ModelLoadError(
-                f"cannot read the size of {path.name} from its files: {type(exc).__name__}: {exc}") from exc
-        free = max((g.free_bytes for g in probe.gpus()), default=0) if on_gpu else probe.host_available_bytes()
-        if need > free * SWAP_HEADROOM:
-            raise InsufficientMemory(
-                f"the candidate {path.name} needs ~{need / 2**30:.1f} GiB in {dtype} but only "
-                f"{free / 2**30:.1f} GiB is free beside the serving version: both cannot be loaded at once. "
-                "Re-submit with force_replace=true to replace in place (requests queue while it loads).")
+        self.versions_manager.engines.check_room(path)
 
     def rollout_command(self: "RerankService", command: str, actor: str = "operator") -> None:
         self.updates.command(command, actor)
@@ -118,10 +97,15 @@ class OperatorMixin:
 
     def start_rollout_of(self: "RerankService", version: str, actor: str = "operator",
                          plan: str | None = "default") -> int:
-        """Roll out a version already loaded beside the stable one, by reloading its directory."""
+        """Roll out a version already loaded beside the stable one, by reloading its directory. A
+        copy without traffic is unloaded first, so memory never holds it twice (no `name~2`)."""
         info = next((v for v in self.versions() if v["id"] == version), None)
         if info is None or not info.get("path"):
             raise NotFound(f"version {version!r} is not loaded")
+        if info.get("stable"):
+            raise InputError(f"version {version!r} already serves as the stable version")
+        if not info.get("share"):
+            self.unload_version(version, actor)
         return self.updates.submit(info["path"], plan, "new-model", actor)
 
     # ---- experiments ---------------------------------------------------------------------

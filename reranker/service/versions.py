@@ -10,7 +10,8 @@ from typing import Callable
 from reranker.clock import Clock
 from reranker.control.registry import Registry
 from reranker.control.store import Store, VersionRecord
-from reranker.engine import Engine
+from reranker.engine.embedded import EmbeddedEngines
+from reranker.engine.port import EngineProvider, ScoringEngine
 from reranker.errors import Conflict, ModelLoadError, NotFound
 from reranker.models.loading import LoadResult, load_model
 from reranker.models.memory import return_freed_memory
@@ -36,19 +37,19 @@ class LoadJob:
 
 
 class VersionManager:
-    """Loads a model dir into an Engine (fallback chain, verify, warm up) and registers it."""
+    """Opens a model dir as a ready engine (through the engine provider) and registers it."""
 
     def __init__(self, settings: Settings, registry: Registry, store: Store, clock: Clock,
-                 loader: Loader = load_model, download: Callable[[str, str], str] | None = None) -> None:
+                 loader: Loader = load_model, download: Callable[[str, str], str] | None = None,
+                 engines: EngineProvider | None = None) -> None:
         self._settings = settings
         self._registry = registry
         self._store = store
         self._clock = clock
-        self._loader = loader
+        self.engines: EngineProvider = engines or EmbeddedEngines(settings, clock, loader)
         self._download = download
         self._jobs: dict[str, LoadJob] = {}
-        self._engines: dict[str, Engine] = {}
-        self._device_locks: dict[str, threading.Lock] = {}
+        self._engines: dict[str, ScoringEngine] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> tuple[str, Path]:
@@ -86,14 +87,10 @@ class VersionManager:
         return job
 
     def _run(self, job: LoadJob, on_done: Callable[[LoadJob], None] | None) -> None:
-        engine: Engine | None = None
+        engine: ScoringEngine | None = None
         try:
-            result = self._loader(job.path, device_pref=self._settings.device, model_id=job.version,
-                                  cancel=job.cancel)
-            engine = Engine(result.model, self._settings.engine, self._clock,
-                            compute_lock=self._device_lock(result.model.info.device))
-            engine.warm_up()
-            info = result.model.info
+            engine = self.engines.open(job.version, job.path, job.cancel)
+            info = engine.info
             # The record first: a version the store cannot hold is not served.
             self._store.save_version(VersionRecord(info.id, str(job.path), info.backend, info.dtype, info.device,
                                                    info.bytes_in_memory, "ready", self._clock.now()))
@@ -120,11 +117,6 @@ class VersionManager:
                     on_done(job)
             finally:
                 job.done.set()
-
-    def _device_lock(self, device: str) -> threading.Lock:
-        """One lock per device: versions sharing it run their forward passes one at a time."""
-        with self._lock:
-            return self._device_locks.setdefault(device, threading.Lock())
 
     def cancel(self, version: str) -> bool:
         with self._lock:
@@ -185,3 +177,4 @@ class VersionManager:
             job.cancel.set()
         for engine in engines:
             engine.close()
+        self.engines.close()
