@@ -27,6 +27,7 @@ from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders
 from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError, StoreUnavailable
 from reranker.media import MediaDecoder, MediaResolver
+from reranker.media.heap import trim_heap
 from reranker.media.urls import UrlFetcher
 from reranker.service.authlog import AuthFailureLog
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
@@ -248,6 +249,8 @@ class RerankService(OperatorMixin):
             else:
                 scored, shadow = self._score_routed(request, query, documents, cancel)
         result = self._result(request_id, scored, request.top_n, len(documents), started)
+        if any(item.images or item.videos for item in (query, *documents)):
+            trim_heap()  # the model's per-request buffers for media are freed: give the pages back
         record = self._record(request, result)
         if shadow is not None:
             self._shadow_pool.submit(self._run_shadow, shadow, query, documents, request.instruction, scored, record)
