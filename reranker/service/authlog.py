@@ -40,7 +40,7 @@ class _Window:
 class AuthFailureLog:
     """Logs and audits failed admin authentication, at most once per client per `interval_s`."""
 
-    def __init__(self, clock: Clock, audit: Callable[[str, str, str, str, str], None],
+    def __init__(self, clock: Clock, audit: Callable[[str, str, str, str, str], object],
                  count: Callable[[str], None], interval_s: float = 60.0) -> None:
         self._clock = clock
         self._audit = audit  # (actor, action, target, outcome, detail)
