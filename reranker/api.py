@@ -25,7 +25,7 @@ from reranker.api_models import (
     CompareBody, CompareResponse, ErrorResponse, RerankBody, RerankResponse, RerankV2Response, ScoreBody,
     ScoreResponse, UpdateBody, VersionBody,
 )
-from reranker.api_work import run_bounded
+from reranker.api_work import EarlyRefusalMiddleware, run_bounded
 from reranker.errors import NotFound, Overloaded, RerankerError
 from reranker.service import RerankService
 from reranker.service.types import RankResult
@@ -262,6 +262,7 @@ def create_api(service: RerankService, max_request_bytes: int, observe: bool = T
     routers = [public_routes(service), admin_routes(service)]
     app.add_middleware(MethodGuardMiddleware,
                        routes=lambda: [*app.router.routes, *(r for router in routers for r in router.routes)])
+    app.add_middleware(EarlyRefusalMiddleware, pool=service.work, on_refuse=service.metrics.overloaded.inc)
     if observe:  # app.py passes False and adds it outermost, around the console's guards too
         app.add_middleware(ObserveMiddleware, metrics=service.metrics)
 
