@@ -73,7 +73,11 @@ def main(argv: list[str]) -> int:
         token = secrets.token_urlsafe(24)
         settings = settings.with_(admin_token=token)
         log.info("Admin token (operator actions; set RERANKER_ADMIN_TOKEN to fix it): %s", token)
-    app, _ = build_app(settings, token)
+    try:
+        app, _ = build_app(settings, token)
+    except RerankerError as exc:  # e.g. a read-only data directory: one line, no traceback
+        print(f"app.py: {exc}", file=sys.stderr)
+        return 3
 
     from reranker.server import server_for
 

@@ -93,3 +93,33 @@ def test_engine_drops_the_queued_pairs_of_a_cancelled_request() -> None:
     assert stats.pairs_scored == 2 + 1  # the batch already in the model, then "after"
     assert stats.dropped_pairs == 8
     engine.close()
+
+
+def test_full_pool_refuses_before_the_body_is_read() -> None:
+    """The early 429: the pool is full, so the rank route's body is never read."""
+    import asyncio
+
+    from reranker.api_work import EarlyRefusalMiddleware
+
+    pool = WorkPool(workers=1, max_queue=0, clock=FakeClock())
+    release = threading.Event()
+    pool.submit(lambda token: release.wait(5))
+    sent: list[dict] = []
+    refused: list[int] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        raise AssertionError("the app must not run")
+
+    async def receive() -> dict:
+        raise AssertionError("the body must not be read")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    middleware = EarlyRefusalMiddleware(app, pool, lambda: refused.append(1))
+    asyncio.run(middleware({"type": "http", "method": "POST", "path": "/v1/rerank"}, receive, send))
+    assert sent[0]["status"] == 429
+    assert int(dict(sent[0]["headers"])[b"retry-after"]) >= 1
+    assert refused == [1]
+    release.set()
+    pool.close()
