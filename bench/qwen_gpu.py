@@ -147,7 +147,7 @@ def text_flops_per_token(model, context: int) -> float:
 
 
 def run_workload(scorer: QwenScorer, plain, name: str, pairs: list[Pair], batches: list[int], reps: int,
-                 device: str, flops_per_token: float | None) -> dict:
+                 device: str, flops_per_token: float | None, compare_before: bool = False) -> dict:
     started = time.perf_counter()
     encoded = scorer.encode(pairs)
     encode_s = time.perf_counter() - started
@@ -159,7 +159,10 @@ def run_workload(scorer: QwenScorer, plain, name: str, pairs: list[Pair], batche
     one_rate, one_scores = rate(lambda p: [scorer.score_plain([x])[0] for x in p], few, 1, device)
     row: dict = {"one_by_one": one_rate, "tokens_per_pair": statistics.mean(lengths)}
     log(f"    one by one      : {one_rate:8.1f} pairs/s")
-    for label, fn in (("plain", plain), ("ours", scorer)):
+    contenders = [("plain", plain), ("ours", scorer)]
+    if compare_before and scorer._fast is not None:  # noqa: SLF001
+        contenders.append(("ours_other_attention", _OtherAttention(scorer)))
+    for label, fn in contenders:
         best = (0.0, 0, None)
         for batch in batches:
             if label == "plain" and hasattr(fn, "batch"):
@@ -180,6 +183,9 @@ def run_workload(scorer: QwenScorer, plain, name: str, pairs: list[Pair], batche
         row[f"{label}_batch"] = best[1]
         row[f"{label}_delta_vs_one_by_one"] = best[2]
     row["ours_over_plain"] = row["ours"] / row["plain"]
+    if "ours_other_attention" in row:
+        log(f"    ours (fold_gqa={scorer._fast.fold_gqa}) / ours (fold_gqa={not scorer._fast.fold_gqa}) = "  # noqa: SLF001
+            f"{row['ours'] / row['ours_other_attention']:.2f}x")
     if flops_per_token:
         roofline = PEAK_TFLOPS * 1e12 / (flops_per_token * statistics.mean(lengths))
         row["roofline_pairs_s"] = roofline
@@ -282,6 +288,8 @@ def main() -> None:
     parser.add_argument("--load-shape", default="8b", help="shape for the cold-load bench ('none' to skip)")
     parser.add_argument("--work-dir", default=tempfile.gettempdir())
     parser.add_argument("--json", default="", help="write the results here")
+    parser.add_argument("--compare-before", action="store_true",
+                        help="also time ours with the fast path's fold_gqa setting flipped")
     args = parser.parse_args()
 
     import transformers
@@ -310,7 +318,7 @@ def main() -> None:
         if "text" in args.workloads:
             RESULTS[shape]["text"] = run_workload(
                 scorer, plain, f"text {PAIR_TOKENS} tokens", texts, [int(b) for b in args.text_batches.split(",")],
-                args.reps, device, text_flops_per_token(model, PAIR_TOKENS))
+                args.reps, device, text_flops_per_token(model, PAIR_TOKENS), args.compare_before)
         if "image" in args.workloads:
             images = image_pairs()
             plain_images = _PlainScorer(scorer)
@@ -328,6 +336,28 @@ def main() -> None:
         RESULTS["load"] = load_bench(args.load_shape, Path(args.tokenizer), args.dtype, Path(args.work_dir))
     if args.json:
         Path(args.json).write_text(json.dumps(RESULTS, indent=2, default=str))
+
+
+class _OtherAttention:
+    """QwenScorer.score with the fast path's other attention setting (fold_gqa flipped: buffers + folded
+    GQA vs K/V concatenated per layer and repeated for GQA)."""
+
+    def __init__(self, scorer: QwenScorer) -> None:
+        self._scorer = scorer
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "_scorer":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._scorer, name, value)
+
+    def score(self, pairs: list[Pair]) -> list[float]:
+        fast = self._scorer._fast  # noqa: SLF001
+        fast.fold_gqa = not fast.fold_gqa
+        try:
+            return self._scorer.score(pairs)
+        finally:
+            fast.fold_gqa = not fast.fold_gqa
 
 
 class _PlainScorer:

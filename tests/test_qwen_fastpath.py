@@ -127,3 +127,29 @@ def test_token_counts_after_prefix_scoring(scorer):
     items = pairs()[:5]
     scorer.score(items)
     assert scorer.count_tokens(items) == [len(e) for e in scorer.encode(items)]
+
+
+def test_documents_after_a_prefix_use_folded_gqa_and_equal_the_concatenate_path(scorer, monkeypatch):
+    """The buffer + folded-GQA layer serves documents after a prefix, and scores as the earlier path did."""
+    fast = scorer._fast  # noqa: SLF001
+    assert fast._groups > 1  # noqa: SLF001  (the tiny checkpoint has grouped-query attention)
+    items = pairs()
+    calls = []
+    original = fast._document_layer  # noqa: SLF001
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fast, "_document_layer", counting)
+    monkeypatch.setattr(fast, "fold_gqa", True)
+    folded = scorer.score(items)
+    assert calls
+    fast.fold_gqa = False
+    try:
+        calls.clear()
+        before = scorer.score(items)
+        assert not calls
+    finally:
+        fast.fold_gqa = True
+    assert np.max(np.abs(np.array(folded) - np.array(before))) < 1e-5

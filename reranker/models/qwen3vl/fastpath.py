@@ -118,6 +118,10 @@ class PrefixForward:
         self._video_pad_id = video_pad_id
         self.device = self._text.embed_tokens.weight.device
         self.ops = Ops()
+        # Documents after a prefix: K/V written into reused buffers and GQA by folding the query
+        # groups (no repeat_kv, no concatenation); False: the earlier concatenate + repeat path.
+        # Off by default until measured on the GPU (bench/qwen_gpu.py --compare-before).
+        self.fold_gqa = False
         self._compiling: threading.Thread | None = None
         from transformers.models.qwen3_vl import modeling_qwen3_vl
 
@@ -189,16 +193,61 @@ class PrefixForward:
         cos, sin = self._text.rotary_emb(hidden, position_ids)
         past = prefix.length if prefix is not None else 0
         mask = None
+        buffers = None
         if past:
             mask = torch.ones((length, past + length), dtype=torch.bool, device=self.device).tril(past)
+        if past and self.fold_gqa:
+            # Grouped-query attention without repeating K/V: the query heads of one K/V head are
+            # folded into the query length, so the mask is the causal mask tiled once per group.
+            mask = mask.repeat(self._groups, 1) if self._groups > 1 and mask is not None else mask
+            buffers = self._kv_buffers(prefix, rows, length, hidden.dtype)
         final = len(self._layers) - 1
         for index, layer in enumerate(self._layers):
             cached = (prefix.keys[index], prefix.values[index]) if prefix is not None else None
             if index == final:
                 return self._last_layer(layer, hidden, cos, sin, cached, last)
-            hidden, _, _ = self._layer(layer, hidden, cos, sin, cached, mask, causal=not past)
+            if buffers is not None and cached is not None and mask is not None:
+                hidden = self._document_layer(layer, hidden, cos, sin, cached, buffers, mask)
+            else:
+                hidden, _, _ = self._layer(layer, hidden, cos, sin, cached, mask, causal=not past)
             hidden = _deepstack(hidden, visual_mask, deepstack, index)
         raise AssertionError("unreachable")
+
+    def _kv_buffers(self, prefix: PrefixState, rows: int, length: int, dtype: torch.dtype
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (rows, kv_heads, past + length, head_dim) key and value buffer, reused by every layer."""
+        heads, past = prefix.keys[0].shape[1], prefix.length
+        shape = (rows, heads, past + length, self._head_dim)
+        return (torch.empty(shape, dtype=dtype, device=self.device),
+                torch.empty(shape, dtype=dtype, device=self.device))
+
+    def _document_layer(self, layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                        cached: tuple[torch.Tensor, torch.Tensor], buffers: tuple[torch.Tensor, torch.Tensor],
+                        mask: torch.Tensor) -> torch.Tensor:
+        """_layer for documents after a prefix: prefix and document K/V are written into the reused
+        buffers (no concatenation), attention runs per K/V head with the query groups folded in."""
+        ops = self.ops
+        attn, mlp = layer.self_attn, layer.mlp
+        eps = layer.input_layernorm.variance_epsilon
+        rows, length = hidden.shape[:2]
+        keys, values = buffers
+        past = keys.shape[2] - length
+        normed = ops.rms_norm(hidden, layer.input_layernorm.weight, eps)
+        query, key = ops.qk_norm_rope(attn.q_proj(normed), attn.k_proj(normed), attn.q_norm.weight,
+                                      attn.k_norm.weight, cos, sin, attn.q_norm.variance_epsilon, self._head_dim)
+        keys[:, :, :past] = cached[0]
+        values[:, :, :past] = cached[1]
+        keys[:, :, past:] = key
+        values[:, :, past:] = attn.v_proj(normed).view(rows, length, -1, self._head_dim).transpose(1, 2)
+        heads = keys.shape[1]
+        folded = query.reshape(rows, heads, self._groups * length, self._head_dim)
+        attended = torch.nn.functional.scaled_dot_product_attention(
+            folded, keys, values, attn_mask=mask, scale=self._scaling)
+        # (rows, kv_heads, groups * length, d) -> (rows, length, kv_heads * groups * d): head h = kv * groups + g
+        attended = attended.unflatten(2, (self._groups, length)).permute(0, 3, 1, 2, 4)
+        delta = attn.o_proj(attended.reshape(rows, length, -1))
+        hidden, normed = ops.add_rms_norm(hidden, delta, layer.post_attention_layernorm.weight, eps)
+        return hidden + mlp.down_proj(ops.silu_mul(mlp.gate_proj(normed), mlp.up_proj(normed)))
 
     def _layer(self, layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                cached: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None, causal: bool
@@ -230,7 +279,14 @@ class PrefixForward:
         keys, values = self._with_prefix(key, value, cached)
         past = keys.shape[2] - hidden.shape[1]
         visible = torch.arange(keys.shape[2], device=hidden.device)[None, :] <= (last[:, None] + past)
-        attended = self._attend(query, keys, values, visible[:, None, None, :], causal=False)
+        if self.fold_gqa:
+            heads = keys.shape[1]
+            folded = query.reshape(rows, heads, self._groups, self._head_dim)  # one query per row: groups fold
+            attended = torch.nn.functional.scaled_dot_product_attention(
+                folded, keys, values, attn_mask=visible[:, None, None, :], scale=self._scaling
+            ).reshape(rows, heads * self._groups, 1, self._head_dim)
+        else:
+            attended = self._attend(query, keys, values, visible[:, None, None, :], causal=False)
         out = residual + layer.self_attn.o_proj(attended.transpose(1, 2).reshape(rows, 1, -1))
         out = out + layer.mlp(layer.post_attention_layernorm(out))
         final = self._text.norm(out[:, 0]).float()
