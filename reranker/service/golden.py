@@ -1,12 +1,21 @@
-"""Scoring the labelled (golden) set on a loaded version, through its engine."""
+"""Scoring the labelled (golden) set on a loaded version, through its engine.
+
+Golden pairs run in fixed chunks of CHUNK_PAIRS pairs, each chunk one forward pass of its own at
+background priority (Engine.score_isolated): never batched with live requests, never from the
+cache, and the same chunks on every version, so identical weights give identical scores (even in
+bf16, where a score depends on what else is in its batch) and live traffic waits at most one small
+chunk at a time."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reranker.content import Content
+from reranker.content import Content, Pair
 from reranker.control.registry import Registry
 from reranker.engine import Engine
 from reranker.evaluation import Decoders, LabelledSet, build_content, ndcg_at_k
+
+
+CHUNK_PAIRS = 4  # golden pairs per isolated forward pass (a quarter of a default live batch)
 
 
 @dataclass(frozen=True)
@@ -28,10 +37,28 @@ class DecodedSet:
             k=labelled.k,
         )
 
+    def pairs(self) -> list[Pair]:
+        """Every (query, document) pair, query by query, in a fixed order."""
+        return [Pair(query, document) for query in self.queries for document in self.documents]
+
+    def chunks(self, size: int = CHUNK_PAIRS) -> list[list[Pair]]:
+        pairs = self.pairs()
+        return [pairs[i:i + size] for i in range(0, len(pairs), size)]
+
     def scores(self, registry: Registry[Engine], version: str) -> list[list[float]]:
         """Each query's scores over every document, on `version`."""
-        with registry.acquire(version) as engine:
-            return [engine.score(query, self.documents) for query in self.queries]
+        return self.paired_scores(registry, (version,))[0]
+
+    def paired_scores(self, registry: Registry[Engine], versions: tuple[str, ...]) -> list[list[list[float]]]:
+        """The same chunks on each version in turn (chunk 1 on each, then chunk 2, ...): per
+        version, each query's scores over every document."""
+        flat: list[list[float]] = [[] for _ in versions]
+        for chunk in self.chunks():
+            for i, version in enumerate(versions):
+                with registry.acquire(version) as engine:
+                    flat[i].extend(engine.score_isolated(chunk)[0])
+        n = len(self.documents)
+        return [[row[q * n:(q + 1) * n] for q in range(len(self.queries))] for row in flat]
 
     def mean_ndcg(self, scores: list[list[float]]) -> float:
         values = [ndcg_at_k(row, grades, self.k) for row, grades in zip(scores, self.grades)]

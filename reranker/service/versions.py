@@ -11,6 +11,7 @@ from reranker.clock import Clock
 from reranker.control.registry import Registry
 from reranker.control.store import Store, VersionRecord
 from reranker.engine import Engine
+from reranker.engine.devicegate import DeviceGate
 from reranker.errors import Conflict, ModelLoadError, NotFound
 from reranker.models.loading import LoadResult, load_model
 from reranker.models.memory import return_freed_memory
@@ -47,7 +48,7 @@ class VersionManager:
         self._download = download
         self._jobs: dict[str, LoadJob] = {}
         self._engines: dict[str, Engine] = {}
-        self._device_locks: dict[str, threading.Lock] = {}
+        self._device_gates: dict[str, DeviceGate] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> tuple[str, Path]:
@@ -89,7 +90,7 @@ class VersionManager:
             result = self._loader(job.path, device_pref=self._settings.device, model_id=job.version,
                                   cancel=job.cancel)
             engine = Engine(result.model, self._settings.engine, self._clock,
-                            compute_lock=self._device_lock(result.model.info.device))
+                            gate=self._device_gate(result.model.info.device))
             engine.warm_up()
             if job.cancel.is_set():
                 engine.close()
@@ -113,10 +114,10 @@ class VersionManager:
             finally:
                 job.done.set()
 
-    def _device_lock(self, device: str) -> threading.Lock:
-        """One lock per device: versions sharing it run their forward passes one at a time."""
+    def _device_gate(self, device: str) -> DeviceGate:
+        """One gate per device: versions sharing it run their forward passes one at a time."""
         with self._lock:
-            return self._device_locks.setdefault(device, threading.Lock())
+            return self._device_gates.setdefault(device, DeviceGate())
 
     def cancel(self, version: str) -> bool:
         with self._lock:
