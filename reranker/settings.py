@@ -50,8 +50,8 @@ class Settings:
     rollout_time_scale: float = 1.0  # < 1 compresses every plan's stage times (demos, load tests)
     replace_wait_s: float = 300.0  # how long requests queue during a replace-in-place update
     allow_downloads: bool = False  # a hub id not on disk may be fetched (huggingface_hub)
-    gate_latency_ratio: float = 1.15  # candidate P95 model time <= ratio x stable's
-    gate_min_samples: int = 50  # requests per version before the latency and error gates decide
+    gate_latency_ratio: float = 1.15  # latency gate minimum effect: fail only if candidate median > ratio x stable (and MWU p < 0.01)
+    gate_min_samples: int = 50  # candidate requests (live + mirrored) before the error-rate gate decides
     golden_set: Path = Path("assets/examples/labelled_set.json")
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"multiply every rollout stage's time (0.1 = ten times faster) [{ENV_NAMES['rollout_time_scale']}]",
     )
     p.add_argument("--gate-latency-ratio", type=float,
-                   help=f"rollout latency gate: candidate P95 <= this x stable P95 [{ENV_NAMES['gate_latency_ratio']}]")
+                   help=f"rollout latency gate: fails when the candidate's paired-replay median is > this x the stable's and Mann-Whitney U says slower [{ENV_NAMES['gate_latency_ratio']}]")
     p.add_argument("--gate-min-samples", type=int,
-                   help=f"requests per version before live gates decide [{ENV_NAMES['gate_min_samples']}]")
+                   help=f"candidate requests (live + mirrored) before the error-rate gate decides [{ENV_NAMES['gate_min_samples']}]")
     p.add_argument("--allow-downloads", action="store_true", default=None,
                    help=f"let --model or an update name a hub id that is fetched if missing [{ENV_NAMES['allow_downloads']}=1]")
     return p

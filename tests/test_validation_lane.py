@@ -130,3 +130,22 @@ def test_isolated_scoring_bypasses_the_cache() -> None:
     assert first == again and len(model.batches) == 2 and seconds >= 0.0
     assert engine.stats().cache_entries == 0
     engine.close()
+
+
+def test_mini_isolated_scores_do_not_depend_on_what_its_caches_hold() -> None:
+    """The model's own caches (text embeddings computed in other batches) must not leak into a
+    golden-set comparison: two copies of the same weights, one with a busy past, agree exactly."""
+    from pathlib import Path
+
+    from reranker.models.base import Placement
+    from reranker.models.mini import BACKEND
+
+    root = Path(__file__).resolve().parents[1] / "models" / "mini-v1"
+    busy = BACKEND.load(root, Placement(device="cpu", dtype="float32"), "busy")
+    fresh = BACKEND.load(root, Placement(device="cpu", dtype="float32"), "fresh")
+    chunk = [Pair(Content(text="a cat on a sofa"), Content(text=t)) for t in
+             ("Cats are small domesticated mammals that purr.", "A rocket launch.", "Espresso coffee.", "Bread.")]
+    for n in range(3):  # the same texts embedded inside other batches: different padding
+        busy.score([Pair(Content(text=f"unrelated query {n} " * (n + 1)), p.document) for p in chunk[n:]])
+    assert busy.score_isolated(chunk) == fresh.score_isolated(chunk)
+    assert len(busy.text_cache) > 0 and busy.score_isolated(chunk) == busy.score_isolated(chunk)

@@ -133,7 +133,8 @@ class Engine:
         with self._gate.background():
             started = self._clock.monotonic()
             try:
-                scores = [float(value) for value in self._model.score(list(pairs))]
+                score = getattr(self._model, "score_isolated", None) or self._model.score
+                scores = [float(value) for value in score(list(pairs))]
             except Exception as exc:
                 raise self._batch_error(exc, len(pairs)) from exc
             elapsed = self._clock.monotonic() - started

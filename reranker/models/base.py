@@ -32,7 +32,12 @@ class Reranker(Protocol):
     def info(self) -> ModelInfo: ...
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
-        """Relevance scores in [0, 1], one per pair, in the order given."""
+        """Relevance scores in [0, 1], one per pair, in the order given.
+
+        A model that keeps caches of its own between calls may also offer
+        `score_isolated(pairs)`: the same scores computed without reading or writing them, so the
+        result depends on the pairs alone (the engine uses it for golden-set chunks and paired
+        replays; without it, score() is used)."""
         ...
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ from reranker.service.replace import replace_in_place
 if TYPE_CHECKING:
     from reranker.service.core import RerankService
 
+LATENCY_DEFINITION = ("request latency: wall clock from arrival to answer, ms; P50/P95 by linear interpolation "
+                      "(the same as /metrics and the rollout's live window)")
 SWAP_HEADROOM = 0.9  # use at most 90% of the free memory for the candidate
 
 
@@ -128,6 +130,7 @@ class OperatorMixin:
         series = [vars(p) for p in latency_series(self.store, since, bucket_s=max(5.0, window_s / 60))]
         report = {
             "window_s": window_s, "versions": rows, "series": series,
+            "latency_definition": LATENCY_DEFINITION,
             "scores": self.score_history.snapshot(),
             "shadow": [vars(s) for s in shadow_stats(self.store, since)],
             "shadow_live": self.shadow_stats.summary(),

@@ -1,7 +1,9 @@
 """The mini reranker: both sides of a pair become weighted phrases, compared in MiniLM space."""
 from __future__ import annotations
 
+import hashlib
 import math
+import time
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +19,14 @@ from reranker.models.mini.manifest import MiniConfig
 from reranker.models.mini.phrases import split_clauses, with_head_nouns
 from reranker.models.mini.textbag import Bag, TextEncoder
 from reranker.models.mini.vision import ImageNetClassifier
+
+
+ISOLATED_CACHE_ENTRIES = 4096  # more than one call's phrases: within a call, nothing is computed twice
+
+
+def _query_point(digest: str) -> float:
+    """A fixed point in [0, 1) per query: the same queries fail every time (and on retry)."""
+    return int(hashlib.sha256(b"fault:" + digest.encode()).hexdigest()[:12], 16) / 16**12
 
 
 class MiniReranker:
@@ -54,6 +64,35 @@ class MiniReranker:
         return self.text_encoder.cache
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
+        """Scores in [0, 1]; the manifest's fault_* options (off by default) make them slower,
+        shifted or failing, so rollout gates can be tested on a real model."""
+        config = self._config
+        started = time.perf_counter()
+        if config.fault_error_rate > 0:
+            for pair in pairs:
+                if _query_point(pair.query.digest) < config.fault_error_rate:
+                    raise RuntimeError(f"injected fault: model {self._info.id} fails "
+                                       f"{config.fault_error_rate:.0%} of queries (fault_error_rate)")
+        scores = self._score(pairs)
+        if config.fault_score_shift:
+            scores = [min(max(value + config.fault_score_shift, 0.0), 1.0) for value in scores]
+        if config.fault_slowdown > 0:
+            time.sleep((time.perf_counter() - started) * config.fault_slowdown)
+        return scores
+
+    def score_isolated(self, pairs: Sequence[Pair]) -> list[float]:
+        """score() with empty caches of its own: the result and the time depend on these pairs
+        alone, never on what earlier calls left in the text or image caches (golden-set checks
+        and paired replays compare two versions this way)."""
+        encoder, _ = self._live()
+        saved = encoder.cache, self.visual_cache
+        encoder.cache, self.visual_cache = LruCache(ISOLATED_CACHE_ENTRIES), LruCache(ISOLATED_CACHE_ENTRIES)
+        try:
+            return self.score(pairs)
+        finally:
+            encoder.cache, self.visual_cache = saved
+
+    def _score(self, pairs: Sequence[Pair]) -> list[float]:
         encoder, _ = self._live()
         bags: dict[str, Bag] = {}
         for index, pair in enumerate(pairs):
