@@ -31,7 +31,10 @@ def build_app(settings: Settings, admin_token: str):  # -> (FastAPI, RerankServi
     from reranker.clock import SystemClock
     from reranker.service import RerankService
     from ui import build_ui
+    from ui.app import PUBLIC_ENDPOINTS
+    from ui.endpoint_guard import PublicEndpointsOnly
     from ui.file_guard import GradioFileGuard
+    from ui.style import page_options
 
     service = RerankService(settings, SystemClock(), admin_token)
     api = create_api(service, settings.limits.max_request_bytes)
@@ -41,11 +44,13 @@ def build_app(settings: Settings, admin_token: str):  # -> (FastAPI, RerankServi
     app = gr.mount_gradio_app(
         api, blocks, path="/", server_name=settings.host, server_port=settings.port,
         allowed_paths=[str(ASSETS)], max_file_size=settings.limits.max_media_bytes, footer_links=["api"],
+        **page_options(),
     )
     # mount_gradio_app never sets has_launched, and Gradio skips its own "was this file uploaded by
     # a user?" check on event payloads while it is False (processing_utils._check_allowed).
     blocks.has_launched = True
     app.add_middleware(GradioFileGuard)
+    app.add_middleware(PublicEndpointsOnly, public=PUBLIC_ENDPOINTS)  # outermost: by-name calls of private events 404
     app.router.on_startup.append(lambda: service.start())
     app.router.on_shutdown.append(service.close)
     return app, service
@@ -66,10 +71,10 @@ def main(argv: list[str]) -> int:
         print(f"Admin token (operator actions; set RERANKER_ADMIN_TOKEN to fix it): {token}", flush=True)
     app, _ = build_app(settings, token)
 
-    import uvicorn
+    from reranker.server import server_for
 
     print(f"Serving on http://{settings.host}:{settings.port}  (model {settings.model})", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    server_for(app, settings.host, settings.port, settings.server).run()
     return 0
 
 

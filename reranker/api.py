@@ -1,6 +1,7 @@
 """REST routes (FastAPI). Every route is a thin call into the service facade."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
@@ -8,78 +9,116 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reranker.api_guard import BodyLimitMiddleware, admin_actor
-from reranker.api_models import (
-    CompareBody, CompareResponse, ErrorResponse, RerankBody, RerankResponse, UpdateBody,
-    VersionBody, to_raw,
+from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor
+from reranker.api_observe import RequestIdMiddleware
+from reranker.api_compat import (
+    answer, caller, pinned_version, rank_request, score_answer, score_request, v2_answer,
 )
-from reranker.errors import RerankerError
+from reranker.api_models import (
+    CompareBody, CompareResponse, ErrorResponse, RerankBody, RerankResponse, RerankV2Response, ScoreBody,
+    ScoreResponse, UpdateBody, VersionBody,
+)
+from reranker.api_work import run_bounded
+from reranker.errors import NotFound, Overloaded, RerankerError
 from reranker.service import RerankService
-from reranker.service.types import Caller, RankRequest, RankResult
+from reranker.service.types import RankResult
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 }
 HTTP_ERROR_TYPES = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
 
 
-def _request(body: RerankBody, http: Request, user: str | None, region: str | None) -> RankRequest:
-    return RankRequest(
-        query=to_raw(body.query),
-        documents=tuple(to_raw(d) for d in body.documents),
-        top_n=body.top_n,
-        instruction=body.instruction,
-        caller=Caller(user_key=user, region=region, client_ip=http.client.host if http.client else None),
-    )
-
-
-def _answer(result: RankResult, body: RerankBody) -> dict[str, Any]:
-    docs = body.documents
-    return {
-        "id": result.request_id,
-        "model": result.version,
-        "results": [
-            {
-                "index": r.index,
-                "relevance_score": r.score,
-                **({"document": _echo(docs[r.index])} if body.return_documents else {}),
-            }
-            for r in result.results
-        ],
-        "usage": {**result.usage, "documents": result.n_documents, "latency_ms": round(result.latency_ms, 3)},
-    }
-
-
-def _echo(item: Any) -> dict[str, Any]:
-    return {"text": item} if isinstance(item, str) else item.model_dump(exclude_none=True)
+def _request_id(http: Request) -> str | None:
+    """The request's id, set by RequestIdMiddleware (the client's X-Request-Id, or a new one)."""
+    return getattr(http.state, "request_id", None)
 
 
 def public_routes(service: RerankService) -> APIRouter:
     router = APIRouter()
+    timeout_s = service.settings.server.request_timeout_s
+
+    def cancelled(reason: str, never_started: bool) -> None:
+        if never_started:
+            service.metrics.cancelled.labels(reason, "queued").inc()
+
+    # Ranking runs in the service's bounded work pool (429 + Retry-After when its queue is full),
+    # under the per-request deadline, and is cancelled when the client leaves (reranker.api_work).
+    async def rank(body: RerankBody, http: Request, response: Response, user: str | None,
+                   region: str | None) -> RankResult:
+        request = replace(rank_request(body, caller(http, user, region)), request_id=_request_id(http))
+        known = [v["id"] for v in service.versions()] if body.model else []
+        pinned = pinned_version(body.model, known)
+        result = await run_bounded(service.work, http,
+                                   lambda cancel: service.rank(request, pinned_version=pinned, cancel=cancel),
+                                   timeout_s, cancelled)
+        response.headers["X-Model-Version"] = result.version
+        response.headers["X-Request-Id"] = result.request_id
+        return result
 
     @router.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True,
                  responses=ERRORS, tags=["rerank"])
-    def rerank(
+    async def rerank(
         body: RerankBody,
         http: Request,
         response: Response,
         x_user_id: str | None = Header(default=None),
         x_region: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        """Rank documents (text, images, videos) against a query; best first."""
-        result = service.rank(_request(body, http, x_user_id, x_region), pinned_version=body.model)
+        """Rank documents (text, images, videos) against a query; best first (Cohere v1 shape)."""
+        return answer(await rank(body, http, response, x_user_id, x_region), body, echo_by_default=False)
+
+    @router.post("/v2/rerank", response_model=RerankV2Response, response_model_exclude_none=True,
+                 responses=ERRORS, tags=["rerank"])
+    async def rerank_v2(
+        body: RerankBody,
+        http: Request,
+        response: Response,
+        x_user_id: str | None = Header(default=None),
+        x_region: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        """Cohere v2's rerank (cohere.ClientV2, LangChain and LlamaIndex CohereRerank): results plus `meta`."""
+        return v2_answer(await rank(body, http, response, x_user_id, x_region), body)
+
+    @router.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True,
+                 responses=ERRORS, tags=["rerank"])
+    async def rerank_alias(
+        body: RerankBody,
+        http: Request,
+        response: Response,
+        x_user_id: str | None = Header(default=None),
+        x_region: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        """Jina's and vLLM's path: as /v1/rerank, but documents are echoed unless return_documents is false."""
+        return answer(await rank(body, http, response, x_user_id, x_region), body, echo_by_default=True)
+
+    async def score(body: ScoreBody, http: Request, response: Response) -> dict[str, Any]:
+        request = replace(score_request(body, caller(http, None, None)), request_id=_request_id(http))
+        known = [v["id"] for v in service.versions()] if body.model else []
+        pinned = pinned_version(body.model, known)
+        result = await run_bounded(service.work, http,
+                                   lambda cancel: service.rank(request, pinned_version=pinned, cancel=cancel),
+                                   timeout_s, cancelled)
         response.headers["X-Model-Version"] = result.version
         response.headers["X-Request-Id"] = result.request_id
-        return _answer(result, body)
+        return score_answer(result, created=int(service.clock.now()))
+
+    for path in ("/v1/score", "/score"):
+        router.add_api_route(path, score, methods=["POST"], response_model=ScoreResponse, responses=ERRORS,
+                             tags=["rerank"], summary="vLLM's score API: text_1 against each text_2",
+                             description="Scores in the order of text_2 (not sorted).")
 
     @router.post("/v1/rerank/compare", response_model=CompareResponse, response_model_exclude_none=True,
                  responses=ERRORS, tags=["rerank"])
-    def compare(body: CompareBody, http: Request) -> dict[str, Any]:
+    async def compare(body: CompareBody, http: Request) -> dict[str, Any]:
         """Rank the same request with two versions and mark rank changes."""
-        result = service.compare(_request(body, http, None, None), (body.versions[0], body.versions[1]))
+        request, versions = rank_request(body, caller(http, None, None)), (body.versions[0], body.versions[1])
+        result = await run_bounded(service.work, http,
+                                   lambda cancel: service.compare(request, versions, cancel=cancel),
+                                   timeout_s, cancelled)
         return {
-            "a": _answer(result.a, body),
-            "b": _answer(result.b, body),
+            "a": answer(result.a, body, echo_by_default=False),
+            "b": answer(result.b, body, echo_by_default=False),
             "changes": [vars(c) for c in result.changes],
         }
 
@@ -88,13 +127,23 @@ def public_routes(service: RerankService) -> APIRouter:
         """Loaded model versions, their state and traffic share."""
         return {"object": "list", "data": service.versions()}
 
+    @router.get("/v1/models/{model_id}", tags=["models"], responses={404: {"model": ErrorResponse}})
+    def model(model_id: str) -> dict[str, Any]:
+        """One loaded model version."""
+        for view in service.versions():
+            if view["id"] == model_id:
+                return view
+        raise NotFound(f"model {model_id!r} is not loaded; GET /v1/models lists the versions")
+
+    # Liveness and readiness are async routes doing no blocking work: the event loop answers them
+    # even when every rank worker and the thread pool are busy.
     @router.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
     @router.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
-    def readyz() -> Response:
+    async def readyz() -> Response:
         """A model version is serving."""
         if service.is_ready():
             return JSONResponse({"status": "ready", "stable": service.stable_version()})
@@ -105,6 +154,9 @@ def public_routes(service: RerankService) -> APIRouter:
         """Prometheus metrics."""
         return Response(service.metrics_text(), media_type="text/plain; version=0.0.4")
 
+    # HEAD for probes (load balancers, uptime checks); documented once, under GET
+    router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+    router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
     return router
 
 
@@ -168,7 +220,8 @@ def admin_routes(service: RerankService) -> APIRouter:
 
 
 def _error_body(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+    # `detail` too: clients such as LlamaIndex's JinaRerank read resp["detail"] on failure
+    return JSONResponse({"error": {"message": message, "type": kind}, "detail": message}, status_code=status)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -186,10 +239,18 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
         description="Rank text, image and video documents; hot-swap the model while serving.",
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
+    routers = [public_routes(service), admin_routes(service)]
+    app.add_middleware(MethodGuardMiddleware,
+                       routes=lambda: [*app.router.routes, *(r for router in routers for r in router.routes)])
+    app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(RerankerError)
     def reranker_error(_: Request, exc: RerankerError) -> JSONResponse:
-        return _error_body(exc.status_code, str(exc), type(exc).__name__)
+        response = _error_body(exc.status_code, str(exc), type(exc).__name__)
+        if isinstance(exc, Overloaded):
+            service.metrics.overloaded.inc()
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -201,6 +262,6 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
     def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_body(422, _validation_message(exc), "ValidationError")
 
-    app.include_router(public_routes(service))
-    app.include_router(admin_routes(service))
+    for router in routers:
+        app.include_router(router)
     return app

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from fastapi import Header
 from fastapi.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -28,6 +29,50 @@ def admin_actor(service: TokenChecker) -> Callable[..., str]:
         return f"api:{x_actor}" if x_actor else "api"
 
     return check
+
+
+API_PREFIXES = ("/v1/", "/v2/", "/admin/")
+
+
+class MethodGuardMiddleware:
+    """REST paths answer 405 (with Allow) for a wrong method and 404 for an unknown /v1, /v2 or
+    /admin path, before the Gradio app mounted at / could claim them."""
+
+    def __init__(self, app: ASGIApp, routes: Callable[[], Sequence[BaseRoute]]) -> None:
+        self.app = app
+        self._routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        partial: set[str] = set()
+        for route in self._routes():
+            if isinstance(route, Mount) or not hasattr(route, "methods"):
+                continue  # the Gradio mount, and FastAPI's included-router wrappers (their routes come flat)
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                await self.app(scope, receive, send)
+                return
+            if match is Match.PARTIAL:
+                partial.update(getattr(route, "methods", None) or ())
+        if partial:
+            allow = ", ".join(sorted(partial))
+            await _send_error(send, 405, f"method {scope['method']} is not allowed on {scope['path']}; allowed: {allow}",
+                              "MethodNotAllowed", [(b"allow", allow.encode())])
+        elif scope["path"].startswith(API_PREFIXES):
+            await _send_error(send, 404, f"no route {scope['path']}; see /docs", "NotFound")
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _send_error(send: Send, status: int, message: str, kind: str,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = json.dumps({"error": {"message": message, "type": kind}, "detail": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": data})
 
 
 class BodyLimitMiddleware:
@@ -62,7 +107,8 @@ class BodyLimitMiddleware:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body: dict[str, Any] = {"error": {"message": _too_large(self.max_bytes), "type": "PayloadTooLarge"}}
+        message = _too_large(self.max_bytes)
+        body: dict[str, Any] = {"error": {"message": message, "type": "PayloadTooLarge"}, "detail": message}
         data = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})

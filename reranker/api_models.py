@@ -1,9 +1,9 @@
 """Pydantic shapes of the REST API (documented in the OpenAPI schema)."""
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
 from reranker.service.types import RawItem
 
@@ -30,7 +30,23 @@ def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-Item = Union[StrictStr, MediaDocument]
+class DocumentObject(MediaDocument):
+    """A document object: {text?, image?, video?} plus, with `rank_fields`, any other fields whose
+    values are scored as text (e.g. {"title": ..., "body": ...})."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _non_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("is empty: give text with at least one non-space character")
+    return text
+
+
+# The schema says what the validator does: at least one non-space character.
+NonBlank = Annotated[StrictStr, AfterValidator(_non_blank), Field(json_schema_extra={"pattern": r"\S"})]
+Item = Union[NonBlank, MediaDocument]
+DocumentItem = Union[NonBlank, DocumentObject]
 
 
 def to_raw(item: Item) -> RawItem:
@@ -38,15 +54,39 @@ def to_raw(item: Item) -> RawItem:
 
 
 class RerankBody(BaseModel):
+    """The rerank request of Cohere (v1 and v2), Jina and vLLM, plus `instruction`.
+
+    Fields that other servers define and this one accepts without acting on them are listed in
+    the README's REST API section (`max_chunks_per_doc`, `max_tokens_per_doc`, `truncation`,
+    `truncate_prompt_tokens`, `priority`)."""
+
     model_config = ConfigDict(extra="forbid")
     query: Item = Field(description="Text, or an object {text?, image?, video?}.")
-    documents: list[Item] = Field(description="Candidates: strings or {text?, image?, video?} objects.")
-    top_n: int | None = Field(default=None, ge=1, description="Return only the best N results.")
-    return_documents: bool = Field(default=False, description="Echo each document in its result.")
+    documents: Annotated[list[DocumentItem], Field(min_length=1)] | NonBlank = Field(
+        description="Candidates: strings or {text?, image?, video?} objects; one string = one document."
+    )
+    top_n: int | None = Field(default=None, ge=0, description="Return only the best N results; 0 or absent = all.")
+    return_documents: bool | None = Field(
+        default=None, description="Echo each document in its result (default: false on /v1 and /v2, true on /rerank)."
+    )
+    rank_fields: list[StrictStr] | None = Field(
+        default=None, min_length=1,
+        description="Score these fields of object documents, as 'name: value' lines (Cohere's rank_fields).",
+    )
     instruction: StrictStr | None = Field(default=None, description="Task instruction for the model.")
     model: StrictStr | None = Field(
-        default=None, description="Pin a loaded version id; omitted = the traffic policy decides."
+        default=None,
+        description="A loaded version id pins that version; any other name (a client's default model name) "
+        "is served by the traffic policy, and the reply's `model` says which version answered.",
     )
+    max_chunks_per_doc: int | None = Field(default=None, ge=1, description="Cohere v1: accepted; not chunked.")
+    max_tokens_per_doc: int | None = Field(default=None, ge=1, description="Cohere v2: accepted; the model truncates to its own limit.")
+    truncation: bool | None = Field(default=None, description="Jina: accepted; long inputs are always truncated.")
+    truncate_prompt_tokens: int | None = Field(default=None, ge=-1, description="vLLM: accepted; the model truncates to its own limit.")
+    priority: int | None = Field(default=None, description="vLLM / Cohere: accepted; requests are served first come, first served.")
+
+    def document_list(self) -> list[Union[str, DocumentObject]]:
+        return [self.documents] if isinstance(self.documents, str) else list(self.documents)
 
 
 class CompareBody(RerankBody):
@@ -59,11 +99,75 @@ class RerankResultItem(BaseModel):
     document: dict[str, Any] | None = None
 
 
+class Usage(BaseModel):
+    total_tokens: int = Field(description="Tokens the serving model read for this request (its own tokenizer).")
+    documents: int
+    latency_ms: float
+    model_ms: float
+
+
 class RerankResponse(BaseModel):
     id: str
-    model: str
+    model: str = Field(description="The version that answered (also in the X-Model-Version header).")
     results: list[RerankResultItem]
-    usage: dict[str, Any]
+    usage: Usage
+
+
+class ApiVersion(BaseModel):
+    version: str
+
+
+class BilledUnits(BaseModel):
+    search_units: int
+
+
+class Tokens(BaseModel):
+    input_tokens: int
+
+
+class Meta(BaseModel):
+    api_version: ApiVersion
+    billed_units: BilledUnits
+    tokens: Tokens
+
+
+class RerankV2Response(RerankResponse):
+    """Cohere v2's reply (id, results, meta) with this service's model and usage beside it."""
+
+    meta: Meta
+
+
+class ScoreBody(BaseModel):
+    """vLLM's score request: one text against one or many."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: StrictStr | None = None
+    text_1: NonBlank | Annotated[list[NonBlank], Field(min_length=1, max_length=1)] = Field(
+        description="The query (a string, or a list holding one string)."
+    )
+    text_2: NonBlank | Annotated[list[NonBlank], Field(min_length=1)] = Field(description="Texts to score against text_1.")
+    truncate_prompt_tokens: int | None = Field(default=None, ge=-1, description="Accepted; the model truncates.")
+    priority: int | None = Field(default=None, description="Accepted; first come, first served.")
+
+
+class ScoreItem(BaseModel):
+    index: int
+    object: Literal["score"] = "score"
+    score: float
+
+
+class ScoreUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class ScoreResponse(BaseModel):
+    id: str
+    object: Literal["list"] = "list"
+    created: int
+    model: str
+    data: list[ScoreItem]
+    usage: ScoreUsage
 
 
 class CompareResponse(BaseModel):
@@ -72,8 +176,16 @@ class CompareResponse(BaseModel):
     changes: list[dict[str, Any]]
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+
+
 class ErrorResponse(BaseModel):
-    error: dict[str, Any]
+    """Every error: `error` {message, type}, and `detail` (the message) for clients that read that."""
+
+    error: ErrorDetail
+    detail: str
 
 
 class UpdateBody(BaseModel):

@@ -51,6 +51,29 @@ class NotReady(RerankerError):
     status_code = 503
 
 
+class Overloaded(RerankerError):
+    """The admission queue is full (HTTP 429 with Retry-After); the request was not started."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RequestCancelled(RerankerError):
+    """The request's deadline passed (HTTP 504) or its client left (499, never seen by it)."""
+
+    status_code = 504
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.unscored_pairs = 0  # pairs the engine dropped from its queue, never scored
+        if reason != "deadline":
+            self.status_code = 499
+
+
 class ModelLoadError(RerankerError):
     """A model directory could not be loaded or failed verification."""
 

@@ -17,7 +17,11 @@ class Limits:
     max_text_chars: int = 20_000
     max_images_per_item: int = 4
     max_videos_per_item: int = 1
-    max_image_pixels: int = 40_000_000  # decoded width x height
+    max_image_pixels: int = 40_000_000  # source width x height (from the header), images and video frames
+    # Decoded pixels, after scaling to the working resolution (issue 8: bound what a request holds)
+    max_decoded_pixels: int = 1_843_200  # one image or video frame (Qwen3-VL's largest image is 1800 x 32 x 32)
+    max_video_pixels: int = 16_000_000  # all sampled frames of one video together
+    max_request_pixels: int = 64_000_000  # every decoded image and frame of one request
     max_media_bytes: int = 25 * 1024 * 1024  # one image or video, after base64 decoding
     max_request_bytes: int = 64 * 1024 * 1024  # whole HTTP body
     max_video_seconds: float = 600.0
@@ -32,6 +36,20 @@ class EngineSettings:
     batch_wait_ms: float = 5.0  # how long the batcher waits to fill a batch
     cache_entries: int = 4096  # per-version score cache entries
     media_cache_entries: int = 256  # decoded media kept, by content hash
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Bounds of the HTTP server: workers, admission queue, deadlines, connections, timeouts."""
+
+    rank_workers: int = 8  # rank/compare requests worked on at once (threads)
+    max_queue: int = 64  # admitted requests waiting for a worker; more get 429 with Retry-After
+    request_timeout_s: float = 120.0  # per-request deadline; past it the work is cancelled (504)
+    max_connections: int = 2000  # open connections; new ones past it are closed at once
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    header_timeout_s: float = 10.0  # a request line and headers must arrive within this
+    max_header_bytes: int = 64 * 1024  # largest request head (h11_max_incomplete_event_size)
+    shutdown_timeout_s: float = 10.0  # after SIGTERM, in-flight requests get this long
 
 
 @dataclass(frozen=True)
@@ -50,11 +68,14 @@ class Settings:
     rollout_time_scale: float = 1.0  # < 1 compresses every plan's stage times (demos, load tests)
     replace_wait_s: float = 300.0  # how long requests queue during a replace-in-place update
     allow_downloads: bool = False  # a hub id not on disk may be fetched (huggingface_hub)
+    allow_media_urls: bool = False  # requests may name https:// media (SSRF-guarded fetch)
+    media_url_timeout_s: float = 10.0  # whole fetch of one media URL
     gate_latency_ratio: float = 1.15  # latency gate minimum effect: fail only if candidate median > ratio x stable (and MWU p < 0.01)
     gate_min_samples: int = 50  # candidate requests (live + mirrored) before the error-rate gate decides
     golden_set: Path = Path("assets/examples/labelled_set.json")
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)
@@ -80,6 +101,23 @@ ENV_NAMES = {
     "gate_latency_ratio": "RERANKER_GATE_LATENCY_RATIO",
     "gate_min_samples": "RERANKER_GATE_MIN_SAMPLES",
     "allow_downloads": "RERANKER_ALLOW_DOWNLOADS",
+    "max_decoded_pixels": "RERANKER_MAX_DECODED_PIXELS",
+    "max_video_pixels": "RERANKER_MAX_VIDEO_PIXELS",
+    "max_request_pixels": "RERANKER_MAX_REQUEST_PIXELS",
+    **{key: f"RERANKER_{key.upper()}" for key in (
+        "rank_workers", "max_queue", "request_timeout_s", "max_connections", "keep_alive_s",
+        "header_timeout_s", "max_header_bytes", "shutdown_timeout_s")},
+    "allow_media_urls": "RERANKER_ALLOW_MEDIA_URLS",
+}
+SERVER_FLAGS: dict[str, tuple[str, type, str]] = {
+    "rank_workers": ("--rank-workers", int, "rank/compare requests worked on at once"),
+    "max_queue": ("--max-queue", int, "requests waiting for a worker; more get 429 with Retry-After"),
+    "request_timeout_s": ("--request-timeout", float, "seconds; past it a request's work is cancelled (504)"),
+    "max_connections": ("--max-connections", int, "open connections; new ones past it are closed"),
+    "keep_alive_s": ("--keep-alive-timeout", float, "seconds an idle keep-alive connection stays open"),
+    "header_timeout_s": ("--header-timeout", float, "seconds for a request line and headers to arrive"),
+    "max_header_bytes": ("--max-header-bytes", int, "largest request head"),
+    "shutdown_timeout_s": ("--shutdown-timeout", float, "seconds in-flight requests get after SIGTERM"),
 }
 
 
@@ -101,7 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"[{ENV_NAMES['device']}]")
     p.add_argument("--webhook-url", help=f"alerts are POSTed here [{ENV_NAMES['webhook_url']}]")
     p.add_argument("--max-documents", type=int, help=f"[{ENV_NAMES['max_documents']}]")
-    p.add_argument("--max-image-pixels", type=int, help=f"[{ENV_NAMES['max_image_pixels']}]")
+    p.add_argument("--max-image-pixels", type=int, help=f"source pixels of an image or frame [{ENV_NAMES['max_image_pixels']}]")
+    p.add_argument("--max-decoded-pixels", type=int,
+                   help=f"pixels one image or frame is scaled down to [{ENV_NAMES['max_decoded_pixels']}]")
+    p.add_argument("--max-video-pixels", type=int,
+                   help=f"decoded pixels of all frames of one video [{ENV_NAMES['max_video_pixels']}]")
+    p.add_argument("--max-request-pixels", type=int,
+                   help=f"decoded pixels of one request [{ENV_NAMES['max_request_pixels']}]")
     p.add_argument("--max-media-bytes", type=int, help=f"[{ENV_NAMES['max_media_bytes']}]")
     p.add_argument("--max-request-bytes", type=int, help=f"[{ENV_NAMES['max_request_bytes']}]")
     p.add_argument("--max-video-seconds", type=float, help=f"[{ENV_NAMES['max_video_seconds']}]")
@@ -117,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"candidate requests (live + mirrored) before the error-rate gate decides [{ENV_NAMES['gate_min_samples']}]")
     p.add_argument("--allow-downloads", action="store_true", default=None,
                    help=f"let --model or an update name a hub id that is fetched if missing [{ENV_NAMES['allow_downloads']}=1]")
+    p.add_argument("--allow-media-urls", action="store_true", default=None,
+                   help="let requests name https:// images and videos, fetched with an SSRF guard (public "
+                        f"addresses only, max-media-bytes, 10 s) [{ENV_NAMES['allow_media_urls']}=1]")
+    for key, (flag, kind, text) in SERVER_FLAGS.items():
+        p.add_argument(flag, dest=key, type=kind, help=f"{text} [{ENV_NAMES[key]}]")
     return p
 
 
@@ -148,6 +197,9 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     for key, kind in (
         ("max_documents", int),
         ("max_image_pixels", int),
+        ("max_decoded_pixels", int),
+        ("max_video_pixels", int),
+        ("max_request_pixels", int),
         ("max_media_bytes", int),
         ("max_request_bytes", int),
         ("max_video_seconds", float),
@@ -156,6 +208,11 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         value = _number(_pick(args, env, key), key, kind)
         if value is not None:
             limit_changes[key] = value
+    server_changes = {}
+    for key, (_, kind, _) in SERVER_FLAGS.items():
+        value = _number(_pick(args, env, key), key, kind)
+        if value is not None:
+            server_changes[key] = value
     port = _number(_pick(args, env, "port"), "port", int)
     log_rows = _number(_pick(args, env, "request_log_rows"), "request_log_rows", int)
     time_scale = _number(_pick(args, env, "rollout_time_scale"), "rollout_time_scale", float)
@@ -175,5 +232,8 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         gate_latency_ratio=float(ratio) if ratio is not None else base.gate_latency_ratio,
         gate_min_samples=int(samples) if samples is not None else base.gate_min_samples,
         allow_downloads=bool(args.allow_downloads) or env.get(ENV_NAMES["allow_downloads"], "") in ("1", "true", "yes"),
+        allow_media_urls=bool(args.allow_media_urls)
+        or env.get(ENV_NAMES["allow_media_urls"], "") in ("1", "true", "yes"),
         limits=replace(base.limits, **limit_changes),
+        server=replace(base.server, **server_changes),
     )

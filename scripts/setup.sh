@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with everything in requirements.txt.
-# With --test it also makes sure Debian's chromium is there for the browser tests.
+# With --test it also makes sure Debian's chromium is there for the browser tests, and puts the
+# third-party client libraries (requirements-clients.txt) in .venv-clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -16,6 +17,19 @@ if [ "$(cat .venv/.requirements.sha 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q torch==2.13.0
   .venv/bin/pip install -q -r requirements.txt
   echo "$want" > .venv/.requirements.sha
+fi
+
+# Third-party client libraries for tests/clients: their own venv, their pins clash with ours.
+if [ "${1:-}" = "--test" ]; then
+  want_clients=$(sha256sum requirements-clients.txt | cut -d' ' -f1)
+  if [ ! -x .venv-clients/bin/python ]; then
+    "$PYTHON" -m venv .venv-clients
+  fi
+  if [ "$(cat .venv-clients/.requirements.sha 2>/dev/null)" != "$want_clients" ]; then
+    echo "setup: installing the client libraries into .venv-clients"
+    .venv-clients/bin/pip install -q -r requirements-clients.txt
+    echo "$want_clients" > .venv-clients/.requirements.sha
+  fi
 fi
 
 if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then

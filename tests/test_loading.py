@@ -347,3 +347,12 @@ def test_load_the_real_mini_model() -> None:
         assert 0.0 <= unrelated < relevant <= 1.0
     finally:
         result.model.close()
+
+
+def test_a_missing_local_folder_is_not_taken_for_a_hub_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: "models/does-not-exist" names a folder under ./models, so no `huggingface-cli` hint."""
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError) as caught:
+        resolve_model_ref("models/does-not-exist", tmp_path / "models", hub_cache=tmp_path / "hub")
+    assert "no directory" in str(caught.value) and "huggingface-cli" not in str(caught.value)

@@ -40,3 +40,16 @@ def test_an_image_token_in_text_is_a_clear_4xx(qwen_client) -> None:
     response = qwen_client.post("/v1/rerank", json={"query": "x", "documents": ["<|image_pad|>"]})
     assert 400 <= response.status_code < 500
     assert "image_pad" in response.json()["error"]["message"]
+
+
+def test_usage_counts_the_qwen_prompt_tokens(qwen_client) -> None:
+    """usage.total_tokens is the Qwen tokenizer's prompt length (text plus image tokens), the same
+    when the answer comes from the score cache."""
+    short = qwen_client.post("/v1/rerank", json={"query": "a cat", "documents": ["a cat"]}).json()
+    longer = qwen_client.post("/v1/rerank", json={"query": "a cat", "documents": ["a cat " * 40]}).json()
+    image = qwen_client.post("/v1/rerank", json={"query": "a cat", "documents": [{"image": "images/chelsea.jpg"}]}).json()
+    again = qwen_client.post("/v1/rerank", json={"query": "a cat", "documents": ["a cat " * 40]}).json()
+    assert 20 < short["usage"]["total_tokens"] < longer["usage"]["total_tokens"]
+    assert longer["usage"]["total_tokens"] - short["usage"]["total_tokens"] >= 39  # one token per extra "a cat"
+    assert image["usage"]["total_tokens"] > short["usage"]["total_tokens"]
+    assert again["usage"]["total_tokens"] == longer["usage"]["total_tokens"]

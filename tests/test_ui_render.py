@@ -89,7 +89,7 @@ def test_banner_active_only_with_text_and_shows_progress() -> None:
 def test_stage_reports_share_and_time() -> None:
     html = stage_html({"stage": 2, "stages": 3, "share": 27.5, "seconds_in_stage": 8, "stage_seconds": 20,
                        "fraction": 0.45})
-    assert 'data-stage="2"' in html and 'data-share="27.5"' in html and "8s of 20s" in html
+    assert 'data-stage="2"' in html and 'data-share="27.5"' in html and "8 s of at least 20 s" in html
     assert 'data-stage="0"' in stage_html(None)
 
 
@@ -216,3 +216,39 @@ def test_tab_helpers_pick_versions_plans_and_views() -> None:
                           "scores": {"a": [0.2]}, "decision": None})
     assert len(views) == 7 and all('data-version="a"' in v for v in views[:5])
     assert 'data-verdict="inconclusive"' in views[6]
+
+
+def test_gates_carry_units_and_resolve_when_the_update_ended() -> None:
+    gates = [{"name": "latency_p95", "observed": 0.1234, "threshold": 0.2069, "passed": True},
+             {"name": "error_rate", "observed": 0.0, "threshold": 0.02, "passed": True},
+             {"name": "memory_growth", "observed": None, "threshold": 0.05, "pending": True}]
+    live = gates_html(gates, "rolling_out")
+    assert "123.4 ms" in live and "≤ 206.9 ms" in live and "≤ 2.0 %" in live and "0.2069" not in live
+    assert _attrs(live, "tr", "data-outcome") == ["passed", "passed", "pending"]
+    ended = gates_html(gates, "promoted")
+    assert _attrs(ended, "tr", "data-outcome")[-1] == "undecided" and "waiting" not in ended
+
+
+def test_operator_panel_drops_the_candidate_after_the_update_and_lists_steps() -> None:
+    from ui.render_status import operator_panel_html
+    plan = {"name": "demo", "stages": [{"share": 5, "seconds": 10}, {"share": 50, "seconds": 20, "ramp": True},
+                                       {"share": 100, "seconds": 0}]}
+    rolling = operator_panel_html({"light": "yellow", "state": "rolling_out", "stable": "mini-v1", "candidate": "mini-v2",
+                                   "plan": plan, "progress": {"stage": 2, "stages": 3, "share": 20,
+                                                              "seconds_in_stage": 4, "stage_seconds": 20}})
+    assert 'data-testid="candidate"' in rolling and "rolling out" in rolling
+    assert _attrs(rolling, "li", "data-status") == ["done", "current", "pending"]
+    done = operator_panel_html({"light": "green", "state": "promoted", "stable": "mini-v2", "candidate": "mini-v2",
+                                "plan": plan})
+    assert 'data-testid="candidate"' not in done and "done: the new version serves everything" in done
+    assert _attrs(done, "li", "data-status") == ["done", "done", "done"]
+    holding = operator_panel_html({"state": "rolling_out", "stable": "a", "candidate": "b", "holding":
+                                   "holding: 29/50 candidate requests", "steps": [
+                                       {"stage": 1, "share": 5, "seconds": 30, "ramp": False, "state": "holding"}]})
+    assert "holding: 29/50 candidate requests" in holding
+
+
+def test_unloaded_versions_are_not_listed() -> None:
+    html = versions_html([{"id": "mini-v1", "state": "serving", "stable": True, "share": 100},
+                          {"id": "mini-v2", "state": "retired", "bytes_in_memory": 134e6}])
+    assert _attrs(html, "tr", "data-version") == ["mini-v1"] and "134 MB" not in html

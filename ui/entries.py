@@ -47,21 +47,31 @@ def entry(text: str | None, image: str | None, video: str | None, what: str = "q
                  video=confine_upload(video, f"{what}.video"))
 
 
-def add_one(entries: Sequence[Entry], text: str | None, image: str | None, video: str | None) -> tuple[Entry, ...]:
+def within_limit(entries: tuple[Entry, ...], limit: int | None, added: int) -> tuple[Entry, ...]:
+    """Refused when adding, not only on Rank: the service takes at most `limit` documents."""
+    if limit is not None and len(entries) > limit:
+        raise InputError(f"documents would have {len(entries)} items; the limit is {limit}"
+                         f" (you have {len(entries) - added}; add at most {max(limit - len(entries) + added, 0)} more)")
+    return entries
+
+
+def add_one(entries: Sequence[Entry], text: str | None, image: str | None, video: str | None,
+            limit: int | None = None) -> tuple[Entry, ...]:
     new = entry(text, image, video, what=f"documents[{len(entries)}]")
     if new.is_blank():
         raise InputError("the new document is empty: give text, an image or a video")
-    return (*entries, new)
+    return within_limit((*entries, new), limit, 1)
 
 
-def add_bulk(entries: Sequence[Entry], lines: str | None, files: Sequence[str] | None) -> tuple[Entry, ...]:
+def add_bulk(entries: Sequence[Entry], lines: str | None, files: Sequence[str] | None,
+             limit: int | None = None) -> tuple[Entry, ...]:
     """Each non-empty line becomes a text document; each file an image or video document."""
     texts = [Entry(text=line.strip()) for line in (lines or "").splitlines() if line.strip()]
     confined = [confine_upload(path, f"files[{i}]") for i, path in enumerate(files or ())]
     media = [Entry(**{kind_of(path): path}) for path in confined if path]
     if not texts and not media:
         raise InputError("nothing to add: paste lines of text or drop image/video files")
-    return (*entries, *texts, *media)
+    return within_limit((*entries, *texts, *media), limit, len(texts) + len(media))
 
 
 def _read(path: str, what: str) -> bytes:

@@ -8,8 +8,9 @@ import gradio as gr
 from reranker.errors import InputError
 from reranker.service import RerankService
 from ui.charts import bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table
-from ui.guard import ACTOR, guarded
+from ui.guard import ACTOR, guarded, is_operator, signed_out_html
 from ui.policy_form import NO_SHADOW, even_split, form_from_policy, format_weights, policy_from_form
+from ui.sessions import OperatorSessions
 from ui.style import html_view
 
 REFRESH_SECONDS = 3.0
@@ -32,18 +33,21 @@ def report_views(report: Mapping[str, Any]) -> tuple[str, str, str, str, str, st
     )
 
 
-def build_experiments_tab(service: RerankService) -> gr.Timer:
-    """Returns the refresh timer; the app activates it only while this tab is shown."""
-    def load_form() -> tuple[Any, ...]:
+def build_experiments_tab(service: RerankService, sessions: OperatorSessions) -> gr.Timer:
+    """Returns the refresh timer; the app activates it only while this tab is shown. Everything here
+    is operator data (REST serves it under /admin): a session that has not signed in sees a hint."""
+    def load_form(request: gr.Request) -> tuple[Any, ...]:
+        if not is_operator(sessions, request):
+            return "", True, "[]", gr.Dropdown(choices=[NO_SHADOW], value=NO_SHADOW)
         weights, sticky, rules, shadow = form_from_policy(service.traffic() if service.is_ready() else {})
         choices = [NO_SHADOW, *service.usable_versions()]
         return weights, sticky, rules, gr.Dropdown(choices=choices, value=shadow)
 
-    def apply(token: str, weights: str, sticky: bool, rules: str, shadow: str) -> str:
-        return guarded(service, token, "Traffic policy", lambda: "applied " + format_weights(
+    def apply(weights: str, sticky: bool, rules: str, shadow: str, request: gr.Request) -> str:
+        return guarded(sessions, request, "Traffic policy", lambda: "applied " + format_weights(
             service.set_traffic(policy_from_form(weights, sticky, rules, shadow), ACTOR).get("weights") or {}))
 
-    def start_winner(token: str) -> str:
+    def start_winner(request: gr.Request) -> str:
         def start() -> str:
             decision = service.experiment_report().get("decision") or {}
             candidate, verdict = decision.get("candidate"), decision.get("verdict")
@@ -51,22 +55,24 @@ def build_experiments_tab(service: RerankService) -> gr.Timer:
                 raise InputError(f"no winner to roll out: the verdict is {verdict or 'not available'!r}"
                                  f" for candidate {candidate or '(none)'!r}")
             return f"started rollout {service.start_rollout_of(candidate, ACTOR)} of {candidate}"
-        return guarded(service, token, "Staged rollout", start)
+        return guarded(sessions, request, "Staged rollout", start)
 
-    def split_evenly() -> Any:
+    def split_evenly(request: gr.Request) -> Any:
+        if not is_operator(sessions, request):
+            return gr.skip()
         try:
             return format_weights(even_split(service.usable_versions()))
         except InputError as exc:
             gr.Warning(str(exc))
             return gr.skip()
 
-    def refresh(window: float) -> tuple[str, ...]:
+    def refresh(window: float, request: gr.Request) -> tuple[str, ...]:
+        if not is_operator(sessions, request):
+            return (signed_out_html(),) + ("",) * 6
         return report_views(service.experiment_report(window_s=float(window)))
 
     with gr.Tab(TAB_LABEL, id="experiments") as tab:
         timer = gr.Timer(REFRESH_SECONDS, active=False)  # inside the tab: a Tabs child becomes a tab
-        token = gr.Textbox(label="Admin token (to change traffic or start a rollout)", type="password",
-                           elem_id="ex-token")
         with gr.Row():
             weights = gr.Textbox(label="Weights (version: percent, …)", elem_id="ex-weights", scale=2)
             sticky = gr.Checkbox(label="Sticky users", value=True, elem_id="ex-sticky")
@@ -93,8 +99,8 @@ def build_experiments_tab(service: RerankService) -> gr.Timer:
     views = [latency, share, errors, scores, stats, shadow_view, decision]
     gr.on([tab.select, reload.click], load_form, None, [weights, sticky, rules, shadow])
     split.click(split_evenly, None, [weights])
-    apply_button.click(apply, [token, weights, sticky, rules, shadow], [message]).then(refresh, [window], views)
-    winner.click(start_winner, [token], [message])
+    apply_button.click(apply, [weights, sticky, rules, shadow], [message]).then(refresh, [window], views)
+    winner.click(start_winner, None, [message])
     gr.on([tab.select, window.change], refresh, [window], views)
     timer.tick(refresh, [window], views, show_progress="hidden")
     return timer

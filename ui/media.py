@@ -22,6 +22,16 @@ def _uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def is_image(path: str) -> bool:
+    """True when Pillow can identify the file as an image (its header only; no full decode)."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError):
+        return False
+
+
 def image_thumbnail(path: str) -> str | None:
     try:
         with Image.open(path) as image:

@@ -31,6 +31,26 @@ def note_html(message: str) -> str:
     return f'<div class="rr-note" data-testid="note">{escape(message)}</div>'
 
 
+STALE_NOTE = "Inputs changed since this ranking: press Rank to update it."
+
+
+def pending_html(message: str) -> str:
+    """Shown in place of the results while a ranking runs (no made-up percentage)."""
+    return (f'<div class="rr-results rr-pending-run" data-testid="pending" aria-busy="true">'
+            f'<div class="rr-status-line">{escape(message)}</div>'
+            f'<div class="rr-skeleton"></div><div class="rr-skeleton"></div><div class="rr-skeleton"></div></div>')
+
+
+def skeleton_html(message: str) -> str:
+    return (f'<div class="rr-skeleton-box" data-testid="skeleton"><div class="rr-note">{escape(message)}</div>'
+            f'<div class="rr-skeleton"></div><div class="rr-skeleton"></div></div>')
+
+
+def instruction_note(version: str) -> str:
+    return (f'<div class="rr-hint" data-testid="instruction-ignored">{escape(version)} ignores the instruction'
+            " (it has no instruction-following part): the ranking is the same without it.</div>")
+
+
 def thumb_html(preview: Preview) -> str:
     if preview.thumb is None:
         return ""
@@ -47,8 +67,8 @@ def _label(previews: Sequence[Preview], index: int) -> Preview:
     return previews[index] if 0 <= index < len(previews) else Preview(f"document {index}")
 
 
-def results_html(result: RankResult, previews: Sequence[Preview]) -> str:
-    """The ranked list: rank, score bar, thumbnail and label of each document."""
+def results_html(result: RankResult, previews: Sequence[Preview], note: str = "") -> str:
+    """The ranked list: rank, score bar, thumbnail and label of each document (`note`: extra HTML)."""
     items = []
     for rank, doc in enumerate(result.results, start=1):
         preview = _label(previews, doc.index)
@@ -64,7 +84,8 @@ def results_html(result: RankResult, previews: Sequence[Preview]) -> str:
         f' · {result.n_documents} documents</div>'
     )
     return (
-        f'<div class="rr-results">{header}<ol data-testid="results" data-version="{attr(result.version)}"'
+        f'<div class="rr-results" data-stale="false"><div class="rr-stale-note" data-testid="stale-note">{STALE_NOTE}</div>'
+        f'{header}{note}<ol data-testid="results" data-version="{attr(result.version)}"'
         f' data-latency-ms="{result.latency_ms:.1f}" class="rr-list">{"".join(items)}</ol></div>'
     )
 
@@ -117,6 +138,7 @@ def compare_html(result: CompareResult, previews: Sequence[Preview]) -> str:
         f"B = <b>{escape(b.version)}</b> {b.latency_ms:.0f} ms</span></div>"
     )
     return (
-        f'<div class="rr-compare">{meta}<table class="rr-table" data-testid="compare" data-version-a="{attr(a.version)}"'
-        f' data-version-b="{attr(b.version)}">{head}{"".join(rows)}</table></div>'
+        f'<div class="rr-results rr-compare" data-stale="false"><div class="rr-stale-note">{STALE_NOTE}</div>{meta}'
+        f'<div class="rr-table-wrap"><table class="rr-table" data-testid="compare" data-version-a="{attr(a.version)}"'
+        f' data-version-b="{attr(b.version)}">{head}{"".join(rows)}</table></div></div>'
     )

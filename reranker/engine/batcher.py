@@ -23,12 +23,15 @@ class Job:
     scores: list[float | None] = field(init=False)
     error: BaseException | None = field(default=None, init=False)
     model_seconds: float = field(default=0.0, init=False)  # model time spent on batches holding this job
+    unscored: int = field(default=0, init=False)  # pairs without a score when the job failed
+    tokens: list[int] = field(init=False)  # per pair: tokens the model read for it (0 = not counted)
     _remaining: int = field(init=False)
     _done: threading.Event = field(default_factory=threading.Event, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.scores = [None] * len(self.pairs)
+        self.tokens = [0] * len(self.pairs)
         self._remaining = len(self.pairs)
         if not self.pairs:
             self._done.set()
@@ -46,16 +49,23 @@ class Job:
             if self._remaining == 0:
                 self._done.set()
 
+    def set_tokens(self, index: int, count: int) -> None:
+        with self._lock:
+            self.tokens[index] = count
+
     def add_model_time(self, seconds: float) -> None:
         with self._lock:
             self.model_seconds += seconds
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException) -> bool:
+        """Fail the job unless it already has an outcome; True if this call decided it."""
         with self._lock:
             if self._done.is_set():
-                return
+                return False
             self.error = error
+            self.unscored = self._remaining
             self._done.set()
+            return True
 
     def wait(self) -> list[float]:
         """Block until every pair is scored; raise the job's error if it failed."""
@@ -96,6 +106,7 @@ class BatchQueue:
         self._wait_seconds = max(0.0, wait_seconds)
         self._entries: deque[list] = deque()  # [job, next pair index]
         self._pending_pairs = 0
+        self._dropped_pairs = 0
         self._closed = False
         self._cond = threading.Condition()
 
@@ -103,6 +114,11 @@ class BatchQueue:
         """Pairs waiting, not yet handed to the worker."""
         with self._cond:
             return self._pending_pairs
+
+    def dropped(self) -> int:
+        """Pairs taken off the queue unscored because their job had already failed or was cancelled."""
+        with self._cond:
+            return self._dropped_pairs
 
     def put(self, job: Job, owner: str) -> None:
         with self._cond:
@@ -140,7 +156,9 @@ class BatchQueue:
             entry = self._entries[0]
             job, start = entry
             stop = min(len(job.pairs), start + self._max_pairs - len(batch))
-            if not job.failed:
+            if job.failed:
+                self._dropped_pairs += stop - start
+            else:
                 batch.extend(Slot(job, i) for i in range(start, stop))
             self._pending_pairs -= stop - start
             if stop == len(job.pairs):

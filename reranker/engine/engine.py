@@ -11,13 +11,14 @@ from typing import Sequence
 
 from PIL import Image
 
+from reranker.cancel import CancelToken, cancelled_error
 from reranker.clock import Clock
 from reranker.content import Content, ImageItem, Pair
 from reranker.engine.batcher import BatchQueue, Job, Slot
 from reranker.engine.cache import ScoreCache, ScoreKey, score_key
 from reranker.engine.devicegate import DeviceGate
-from reranker.errors import ModelLoadError, NotReady, RerankerError
-from reranker.models.base import ModelInfo, Reranker
+from reranker.errors import ModelLoadError, NotReady, RequestCancelled, RerankerError
+from reranker.models.base import ModelInfo, Reranker, TokenCounter
 from reranker.settings import EngineSettings
 
 
@@ -38,6 +39,7 @@ class EngineStats:
     queue_depth: int
     mean_batch_size: float  # distinct pairs per successful model call
     model_seconds: float
+    dropped_pairs: int = 0  # queued pairs dropped unscored because their request was cancelled
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Scoring:
     scores: list[float]
     computed: int  # distinct pairs the model scored for this call (0 = all from the cache)
     model_seconds: float  # model time of the batches that scored them
+    tokens: int = 0  # tokens the model reads for these pairs (cached pairs included); 0 = not counted
 
 
 class Engine:
@@ -63,6 +66,7 @@ class Engine:
         self._info = model.info
         self._clock = clock
         self._cache = ScoreCache(settings.cache_entries)
+        self._token_cache = ScoreCache(settings.cache_entries)  # token count per cached pair
         self._queue = BatchQueue(settings.max_batch_pairs, settings.batch_wait_ms / 1000.0)
         self._state = EngineState.STARTING
         self._state_lock = threading.Lock()
@@ -92,14 +96,18 @@ class Engine:
         return self.score_counted(query, documents, instruction).scores
 
     def score_counted(self, query: Content, documents: Sequence[Content],
-                      instruction: str | None = None) -> "Scoring":
+                      instruction: str | None = None, cancel: CancelToken | None = None) -> "Scoring":
         """Like score(), plus how many distinct pairs the model computed (0 = all from the cache)
-        and the model time of the batches that computed them."""
+        and the model time of the batches that computed them.
+
+        Once `cancel` is set the call raises RequestCancelled at once and the pairs still queued
+        are dropped, never scored."""
         if self.state is EngineState.CLOSED:
             raise NotReady(f"engine for model {self._info.id} is closed; the request was not scored")
         keys = [score_key(self._info.id, instruction, query, doc) for doc in documents]
         results: list[float | None] = [None] * len(documents)
         missing: dict[ScoreKey, list[int]] = {}
+        tokens = 0
         for i, key in enumerate(keys):
             if key in missing:
                 missing[key].append(i)
@@ -109,18 +117,21 @@ class Engine:
                 missing[key] = [i]
             else:
                 results[i] = cached
+                tokens += int(self._token_cache.get(key) or 0)
         model_seconds = 0.0
         if missing:
             firsts = [positions[0] for positions in missing.values()]
-            scores, model_seconds = self._submit(
+            scores, model_seconds, counts = self._submit(
                 [Pair(query, documents[i], instruction) for i in firsts],
                 list(missing),
                 [f"documents[{i}]" for i in firsts],
+                cancel,
             )
-            for positions, value in zip(missing.values(), scores):
+            for positions, value, count in zip(missing.values(), scores, counts):
+                tokens += count * len(positions)
                 for i in positions:
                     results[i] = value
-        return Scoring([value for value in results if value is not None], len(missing), model_seconds)
+        return Scoring([value for value in results if value is not None], len(missing), model_seconds, tokens)
 
     def score_isolated(self, pairs: Sequence[Pair]) -> tuple[list[float], float]:
         """Score exactly these pairs in one forward pass of their own, at background priority.
@@ -174,6 +185,7 @@ class Engine:
                 queue_depth=self._queue.depth(),
                 mean_batch_size=mean,
                 model_seconds=self._model_seconds,
+                dropped_pairs=self._queue.dropped(),
             )
 
     def close(self) -> None:
@@ -187,11 +199,24 @@ class Engine:
         self._worker.join()
         self._model.close()
 
-    def _submit(self, pairs: list[Pair], keys: list[ScoreKey], labels: list[str]) -> tuple[list[float], float]:
+    def _submit(self, pairs: list[Pair], keys: list[ScoreKey], labels: list[str],
+                cancel: CancelToken | None = None) -> tuple[list[float], float, list[int]]:
         job = Job(pairs=pairs, keys=keys, labels=labels)
-        self._queue.put(job, self._info.id)
-        scores = job.wait()
-        return scores, job.model_seconds
+        if cancel is None:
+            self._queue.put(job, self._info.id)
+            return job.wait(), job.model_seconds, list(job.tokens)
+        cancel.check(f"model {self._info.id}")
+        forget = cancel.on_cancel(lambda: self._cancel(job, cancel))
+        try:
+            self._queue.put(job, self._info.id)
+            return job.wait(), job.model_seconds, list(job.tokens)
+        finally:
+            forget()
+
+    def _cancel(self, job: Job, cancel: CancelToken) -> None:
+        error: RequestCancelled = cancelled_error(cancel.reason or "cancelled", f"model {self._info.id}")
+        if job.fail(error):
+            error.unscored_pairs = job.unscored
 
     def _run(self) -> None:
         while True:
@@ -238,19 +263,34 @@ class Engine:
                 self._count(0, self._clock.monotonic() - started, failed=True)
                 return self._batch_error(exc, len(pairs))
             elapsed = self._clock.monotonic() - started
+            counts = self._token_counts(pairs)
         self._count(len(pairs), elapsed, failed=False)
         for job in {id(slot.job): slot.job for slot in batch}.values():
             job.add_model_time(elapsed)
-        for (key, slots), value in zip(groups.items(), scores):
+        for (key, slots), value, count in zip(groups.items(), scores, counts):
             if not math.isfinite(value):
                 self._fail(slots, RerankerError(
                     f"model {self._info.id} returned a non-finite score ({value}) for {slots[0].label}"
                 ))
                 continue
             self._cache.put(key, value)
+            self._token_cache.put(key, float(count))
             for slot in slots:
+                slot.job.set_tokens(slot.index, count)
                 slot.job.resolve(slot.index, value)
         return None
+
+    def _token_counts(self, pairs: list[Pair]) -> list[int]:
+        """Tokens the model read per pair, from a backend that counts them (TokenCounter);
+        zeros otherwise. Called right after score() on the worker thread, so a backend may reuse
+        what score() just encoded. Counting never fails a request."""
+        if not isinstance(self._model, TokenCounter):
+            return [0] * len(pairs)
+        try:
+            counts = [int(n) for n in self._model.count_tokens(pairs)]
+        except Exception:  # noqa: BLE001 - a usage figure is not worth a failed request
+            return [0] * len(pairs)
+        return counts if len(counts) == len(pairs) else [0] * len(pairs)
 
     def _batch_error(self, exc: Exception, size: int) -> RerankerError:
         if isinstance(exc, RerankerError):

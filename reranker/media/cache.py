@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Callable, Sequence, cast
 
 from reranker.content import ImageItem, VideoItem
+from reranker.media.heap import trim_heap
 from reranker.media.images import decode_image
 from reranker.media.video import DEFAULT_BACKENDS, decode_video
 from reranker.settings import Limits
 
-DEFAULT_MAX_BYTES = 1 << 30
+DEFAULT_MAX_BYTES = 256 << 20
 
 Decoded = ImageItem | VideoItem
 
@@ -57,15 +58,17 @@ class MediaDecoder:
         self._misses = 0
         self._lock = threading.Lock()
 
-    def image(self, data: bytes, what: str) -> ImageItem:
+    def image(self, data: bytes, what: str, check: Callable[[], None] = lambda: None) -> ImageItem:
+        check()
         item = self._get_or_decode("image", data, lambda d: decode_image(data, self._limits, what, d))
         return cast(ImageItem, item)
 
-    def video(self, data: bytes, what: str) -> VideoItem:
+    def video(self, data: bytes, what: str, check: Callable[[], None] = lambda: None) -> VideoItem:
+        check()
         item = self._get_or_decode(
             "video",
             data,
-            lambda d: decode_video(data, self._limits, what, d, backends=self._video_backends),
+            lambda d: decode_video(data, self._limits, what, d, backends=self._video_backends, check=check),
         )
         return cast(VideoItem, item)
 
@@ -88,7 +91,10 @@ class MediaDecoder:
                 self._hits += 1
                 return found[0]
             self._misses += 1
-        item = decode(digest)
+        try:
+            item = decode(digest)
+        finally:
+            trim_heap()  # the full-size decode buffers are freed: give their pages back
         self._keep(key, item)
         return item
 

@@ -1,6 +1,6 @@
-"""Where media bytes come from: raw bytes, `data:` URIs, or files inside the allowed folders.
-
-Nothing is fetched from the network: http(s) and every other URL scheme are refused.
+"""Where media bytes come from: raw bytes, `data:` URIs, bare base64, files inside the allowed
+folders, and (only with --allow-media-urls) https:// URLs through the guarded UrlFetcher.
+Every other URL scheme is refused.
 """
 from __future__ import annotations
 
@@ -9,20 +9,27 @@ import binascii
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from reranker.errors import ForbiddenPath, MediaError, PayloadTooLarge
 from reranker.settings import Limits
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+MIN_BARE_BASE64 = 64  # shorter strings are paths: no real image encodes to fewer characters
+
+
+class Fetcher(Protocol):
+    def fetch(self, url: str, what: str) -> bytes: ...
 
 
 class MediaResolver:
     """Turns a media reference from a request into bytes, enforcing the folder and size limits."""
 
-    def __init__(self, allowed_dirs: Sequence[Path], limits: Limits) -> None:
+    def __init__(self, allowed_dirs: Sequence[Path], limits: Limits, fetcher: Fetcher | None = None) -> None:
         self._allowed = tuple(Path(os.path.realpath(d)) for d in allowed_dirs)
         self._limits = limits
+        self._fetcher = fetcher  # None: URLs are refused
 
     @property
     def allowed_dirs(self) -> tuple[Path, ...]:
@@ -41,7 +48,16 @@ class MediaResolver:
             return self._from_data_uri(text, what)
         if text[:7].lower() == "file://":
             return self._from_path(text[7:], what)
+        if looks_like_base64(text):
+            return self._from_base64(text, what)
         scheme = _SCHEME.match(text)
+        if scheme and scheme.group(1).lower() in ("https", "http"):
+            if self._fetcher is None:
+                raise MediaError(
+                    f"{what}: URL {text[:80]!r} is not supported: nothing is fetched from the network unless the "
+                    "service runs with --allow-media-urls (https only); send the media as a data: URI or base64"
+                )
+            return self._checked_size(self._fetcher.fetch(text, what), what)
         if scheme:
             raise MediaError(
                 f"{what}: URL scheme {scheme.group(1)!r} is not supported; nothing is fetched from the "
@@ -65,6 +81,9 @@ class MediaResolver:
         params = header[5:].split(";")
         if "base64" not in (p.strip().lower() for p in params[1:]):
             raise MediaError(f"{what}: data: URI must be base64-encoded (data:<mime>;base64,...), got {header!r}")
+        return self._from_base64(payload, what)
+
+    def _from_base64(self, payload: str, what: str) -> bytes:
         compact = "".join(payload.split())
         if len(compact) * 3 // 4 > self._limits.max_media_bytes + 2:
             raise PayloadTooLarge(
@@ -74,7 +93,7 @@ class MediaResolver:
         try:
             data = base64.b64decode(compact, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise MediaError(f"{what}: invalid base64 in data: URI ({exc})") from None
+            raise MediaError(f"{what}: invalid base64 ({exc})") from None
         return self._checked_size(data, what)
 
     def _from_path(self, raw: str, what: str) -> bytes:
@@ -105,6 +124,12 @@ class MediaResolver:
             f"{what}: path {raw!r} resolves outside the allowed media folders "
             f"({', '.join(str(d) for d in self._allowed)})"
         )
+
+
+def looks_like_base64(text: str) -> bool:
+    """Bare base64 (Jina and vLLM clients send images so): long, only base64 characters."""
+    compact = "".join(text.split())
+    return len(compact) >= MIN_BARE_BASE64 and len(compact) % 4 == 0 and bool(_BASE64.fullmatch(compact))
 
 
 def resolve_within(raw: str, folders: Sequence[Path]) -> Path | None:

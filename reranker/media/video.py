@@ -4,6 +4,9 @@ From a file (qwen-vl-utils `smart_nframes` + `torch.linspace(0, total - 1, n).ro
 n = total / native_fps * fps, clamped to [min_frames rounded up to even, max_frames and the
 file's frame count rounded down to even], then rounded down to even. Timestamps are
 index / native_fps. decord 0.6.0 decodes first; PyAV is the fallback (it also decodes AV1).
+Both scale in the decoder: each sampled frame is converted straight to at most
+`frame_pixels()` RGB pixels (working resolution), so a 4096 x 4096 clip never holds full-size
+RGB frames; only the sampled frames are converted, and `check` (cancellation) runs per frame.
 
 From a list of frames (the reference's `sample_frames`): evenly sample max_frames with
 `np.linspace(0, n - 1, max_frames, dtype=int)` (truncating, as the reference does), pad to an
@@ -26,7 +29,8 @@ from av.container import InputContainer
 from av.video.stream import VideoStream
 
 from reranker.content import ImageItem, VideoItem
-from reranker.errors import MediaError
+from reranker.errors import MediaError, RerankerError
+from reranker.media.images import fit_within
 from reranker.settings import Limits
 
 try:
@@ -37,6 +41,8 @@ except ImportError:  # decord has no wheel for some platforms; PyAV then does al
 FRAME_FACTOR = 2
 FRAME_LIST_FPS = 2.0
 DEFAULT_BACKENDS = ("decord", "pyav")
+DECORD_CHUNK = 8
+DECODER_THREADS = 2  # each decoding thread holds full-size frames of its own
 _DECORD_LOG_PREFIX = re.compile(r"^\[[0-9:]+\] \S+:[0-9]+: ")
 
 
@@ -88,14 +94,26 @@ def plan_sampling(total_frames: int, native_fps: float, limits: Limits, what: st
     return SamplePlan(total_frames, native_fps, sample_indices(total_frames, count))
 
 
+def frame_pixels(count: int, limits: Limits) -> int:
+    """Decoded pixels of one sampled frame when `count` are sampled."""
+    return max(1, min(limits.max_decoded_pixels, limits.max_video_pixels // max(1, count)))
+
+
+def _no_check() -> None:
+    return None
+
+
 def decode_video(
     data: bytes,
     limits: Limits,
     what: str,
     digest: str | None = None,
     backends: Sequence[str] = DEFAULT_BACKENDS,
+    check: Callable[[], None] = _no_check,
 ) -> VideoItem:
-    """Decode `data` and sample its frames; the first backend that can read it wins."""
+    """Decode `data` and sample its frames; the first backend that can read it wins.
+
+    `check` is called before each frame is decoded and may raise to stop the work."""
     digest = digest or hashlib.sha256(data).hexdigest()
     failures = []
     for name in backends:
@@ -103,8 +121,8 @@ def decode_video(
         if reader is None:
             raise MediaError(f"{what}: unknown video backend {name!r}; known: {', '.join(_READERS)}")
         try:
-            plan, frames = reader(data, limits, what)
-        except MediaError:
+            plan, frames = reader(data, limits, what, check)
+        except RerankerError:  # a limit, or the request was cancelled: no other decoder is tried
             raise
         except Exception as exc:  # any failure on untrusted bytes: the next decoder may do better
             failures.append(f"{name}: {_first_line(exc)}")
@@ -150,28 +168,57 @@ def _check_frame_size(width: int, height: int, limits: Limits, what: str) -> Non
         )
 
 
-def _read_with_decord(data: bytes, limits: Limits, what: str) -> tuple[SamplePlan, list[np.ndarray]]:
+def _read_with_decord(data: bytes, limits: Limits, what: str,
+                      check: Callable[[], None]) -> tuple[SamplePlan, list[np.ndarray]]:
     if decord is None:
         raise _ReaderFailed("decord is not installed")
-    reader = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0))
-    plan = plan_sampling(len(reader), float(reader.get_avg_fps()), limits, what)
-    height, width = reader[0].shape[:2]
+    width, height = _probe_size(data)
     _check_frame_size(width, height, limits, what)
-    batch = reader.get_batch(list(plan.indices)).asnumpy()
-    return plan, [np.ascontiguousarray(frame) for frame in batch]
+    reader = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), num_threads=DECODER_THREADS)
+    plan = plan_sampling(len(reader), float(reader.get_avg_fps()), limits, what)
+    target_w, target_h = fit_within(width, height, frame_pixels(len(plan.indices), limits))
+    if (target_w, target_h) != (width, height):
+        del reader
+        reader = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), width=target_w, height=target_h,
+                                    num_threads=DECODER_THREADS)
+    frames: list[np.ndarray] = []
+    indices = list(plan.indices)
+    for start in range(0, len(indices), DECORD_CHUNK):  # cancellation is seen between chunks
+        check()
+        batch = reader.get_batch(indices[start:start + DECORD_CHUNK]).asnumpy()
+        frames.extend(np.ascontiguousarray(frame) for frame in batch)
+    return plan, frames
 
 
-def _read_with_pyav(data: bytes, limits: Limits, what: str) -> tuple[SamplePlan, list[np.ndarray]]:
+def _probe_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of the first video stream, from the container headers (no decoding)."""
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if container.streams.video:
+                context = container.streams.video[0].codec_context
+                if context.width > 0 and context.height > 0:
+                    return context.width, context.height
+    except Exception as exc:  # unreadable headers: the frame size, hence the memory, is unknown
+        raise _ReaderFailed(f"frame size unknown ({_first_line(exc)})") from None
+    raise _ReaderFailed("frame size unknown from the container headers")
+
+
+def _read_with_pyav(data: bytes, limits: Limits, what: str,
+                    check: Callable[[], None]) -> tuple[SamplePlan, list[np.ndarray]]:
     with av.open(io.BytesIO(data), mode="r") as container:
         if not container.streams.video:
             raise _ReaderFailed("no video stream")
         stream = container.streams.video[0]
         total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
         plan = plan_sampling(total, _pyav_fps(stream, total), limits, what)
-        _check_frame_size(stream.codec_context.width, stream.codec_context.height, limits, what)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        _check_frame_size(width, height, limits, what)
+    target = fit_within(width, height, frame_pixels(len(plan.indices), limits))
     with av.open(io.BytesIO(data), mode="r") as container:
-        container.streams.video[0].thread_type = "AUTO"
-        return plan, _decode_selected(container, plan)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.thread_count = DECODER_THREADS
+        return plan, _decode_selected(container, plan, target, check)
 
 
 def _pyav_fps(stream: VideoStream, total: int) -> float:
@@ -183,15 +230,21 @@ def _pyav_fps(stream: VideoStream, total: int) -> float:
     return 0.0
 
 
-def _decode_selected(container: InputContainer, plan: SamplePlan) -> list[np.ndarray]:
+def _decode_selected(container: InputContainer, plan: SamplePlan, target: tuple[int, int],
+                     check: Callable[[], None]) -> list[np.ndarray]:
     wanted: dict[int, int] = {}
     for index in plan.indices:
         wanted[index] = wanted.get(index, 0) + 1
     frames: list[np.ndarray] = []
     last_needed = plan.indices[-1]
+    width, height = target
     for ordinal, frame in enumerate(container.decode(video=0)):
+        check()
         if ordinal in wanted:
-            array = frame.to_ndarray(format="rgb24")
+            if (frame.width, frame.height) == target:
+                array = frame.to_ndarray(format="rgb24")
+            else:  # swscale converts and scales in one pass: no full-size RGB frame exists
+                array = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
             frames.extend([array] * wanted[ordinal])
         if ordinal >= last_needed:
             return frames
@@ -207,7 +260,7 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-_Reader = Callable[[bytes, Limits, str], tuple[SamplePlan, list[np.ndarray]]]
+_Reader = Callable[[bytes, Limits, str, Callable[[], None]], tuple[SamplePlan, list[np.ndarray]]]
 _READERS: MappingProxyType[str, _Reader] = MappingProxyType(
     {"decord": _read_with_decord, "pyav": _read_with_pyav}
 )

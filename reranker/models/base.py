@@ -22,6 +22,7 @@ class ModelInfo:
     device: str  # e.g. "cpu", "cuda:0", or "cuda:0,cuda:1" for a device map
     bytes_in_memory: int
     path: str
+    follows_instruction: bool = True  # False: the backend ignores a request's instruction (mini)
 
 
 @runtime_checkable
@@ -42,6 +43,15 @@ class Reranker(Protocol):
 
     def close(self) -> None:
         """Release the model's memory. The object is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A backend that can say how many tokens its model reads per pair (the API's usage)."""
+
+    def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
+        """Tokens per pair, in order; called right after score() on the same pairs."""
         ...
 
 

@@ -83,7 +83,9 @@ def resolve_model_ref(ref: str, models_dir: Path, hub_cache: Path | None = None,
     for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
-    if HUB_ID.match(text) and not given.is_absolute():
+    local_folder = given.parts[0] if given.parts else ""
+    looks_local = bool(local_folder) and (Path(local_folder).is_dir() or (models_dir / local_folder).is_dir())
+    if HUB_ID.match(text) and not given.is_absolute() and not looks_local:  # "models/x": a folder here, no hub id
         try:
             return _from_hub_cache(text, hub_cache, candidates)
         except ModelLoadError:

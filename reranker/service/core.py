@@ -8,8 +8,9 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
+from reranker.cancel import CancelToken
 from reranker.clock import Clock
 from reranker.content import Content
 from reranker.control.controller import RolloutController
@@ -22,8 +23,9 @@ from reranker.control.router import RequestAttributes
 from reranker.control.store import Store
 from reranker.engine import Engine
 from reranker.evaluation import Decoders
-from reranker.errors import InputError, ModelLoadError, NotReady, RerankerError
+from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError
 from reranker.media import MediaDecoder, MediaResolver
+from reranker.media.urls import UrlFetcher
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
 from reranker.service.inputs import InputBuilder, top_results
 from reranker.service.experiments import ScoreHistory
@@ -36,11 +38,13 @@ from reranker.service.rollout_ports import (
 )
 from reranker.service.probes import PairedReplays
 from reranker.service.updates import StoreSink, UpdateManager
+from reranker.service.workpool import WorkPool
 from reranker.service.versions import LoadJob, VersionManager
 from reranker.settings import Settings
 
 log = logging.getLogger(__name__)
 SHADOW_TOP_K = 5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Scored:
     scores: list[float]
     seconds: float  # model time of the batches that computed its pairs
     latency_s: float  # the request's latency: arrival to answer, wall clock (reranker.control.measures)
+    tokens: int = 0  # tokens the model read for the request (its own tokenizer; cached pairs included)
 
 
 class RerankService(OperatorMixin):
@@ -74,11 +79,15 @@ class RerankService(OperatorMixin):
         self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
                                                download=hub_download if settings.allow_downloads else None)
         self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
-        self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits), self.decoder)
+        fetcher = (UrlFetcher(settings.limits.max_media_bytes, settings.media_url_timeout_s)
+                   if settings.allow_media_urls else None)
+        self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits, fetcher),
+                                   self.decoder)
         self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
         self.shadow_stats = ShadowStats()
         self.score_history = ScoreHistory()
         self.admission = Admission(settings.replace_wait_s)
+        self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
         self._quality: dict[str, float] = {}
         self.probes = PairedReplays(self.registry, self.live, clock)
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
@@ -147,6 +156,9 @@ class RerankService(OperatorMixin):
         return snap.primary if snap else None
 
     def metrics_text(self) -> bytes:
+        pool = self.work.stats()
+        self.metrics.work_running.set(pool.running)
+        self.metrics.work_queued.set(pool.queued)
         snap = self.registry.snapshot_or_none()
         for view in self.registry.list():
             share = snap.policy.weight_of(view.id) / 100.0 if snap else 0.0
@@ -172,26 +184,34 @@ class RerankService(OperatorMixin):
                 "device": getattr(info, "device", None),
                 "bytes_in_memory": getattr(info, "bytes_in_memory", None),
                 "path": getattr(info, "path", None),
+                "follows_instruction": getattr(info, "follows_instruction", True),
                 "loaded_at": view.loaded_at,
                 "in_flight": view.in_flight,
                 "reason": view.reason,
             })
         return out
 
+    def follows_instruction(self, version: str) -> bool:
+        """False when the version's backend ignores a request's instruction (the mini model does)."""
+        return next((bool(v["follows_instruction"]) for v in self.versions() if v["id"] == version), True)
+
     def usable_versions(self) -> list[str]:
         return sorted(self.registry.usable_versions())
 
     # ---- ranking -------------------------------------------------------------------------
-    def rank(self, request: RankRequest, pinned_version: str | None = None) -> RankResult:
+    def rank(self, request: RankRequest, pinned_version: str | None = None,
+             cancel: CancelToken | None = None) -> RankResult:
+        """Rank one request. Once `cancel` is set (deadline, client gone) the work stops at the next
+        media item or frame, its queued pairs are dropped, and RequestCancelled is raised."""
         started = self.clock.monotonic()
-        query, documents = self.inputs.build(request)
-        request_id = uuid.uuid4().hex
+        query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
+        request_id = request.request_id or uuid.uuid4().hex
         with self.admission.admitted():
             if pinned_version is not None:
                 scored, shadow = self._score_on(pinned_version, query, documents, request.instruction,
-                                                started=started), None
+                                                cancel=cancel, started=started), None
             else:
-                scored, shadow = self._score_routed(request, query, documents, started)
+                scored, shadow = self._score_routed(request, query, documents, started, cancel)
                 self.probes.offer(query, documents, request.instruction)
         result = self._result(request_id, scored, request.top_n, len(documents))
         record = self._record(request, result)
@@ -201,14 +221,15 @@ class RerankService(OperatorMixin):
             self.request_log.submit(record)
         return result
 
-    def compare(self, request: RankRequest, versions: tuple[str, str]) -> CompareResult:
+    def compare(self, request: RankRequest, versions: tuple[str, str],
+                cancel: CancelToken | None = None) -> CompareResult:
         if versions[0] == versions[1]:
             raise InputError(f"versions must be two different ids, got {list(versions)}")
         started = self.clock.monotonic()
-        query, documents = self.inputs.build(request)
+        query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
         results = []
         for version in versions:
-            scored = self._score_on(version, query, documents, request.instruction, started=started)
+            scored = self._score_on(version, query, documents, request.instruction, cancel=cancel, started=started)
             results.append(self._result(uuid.uuid4().hex, scored, request.top_n, len(documents)))
             started = self.clock.monotonic()
         k = request.top_n or min(10, len(documents))
@@ -217,26 +238,39 @@ class RerankService(OperatorMixin):
         changes = rank_changes(order_a, order_b, k)
         return CompareResult(a=results[0], b=results[1], changes=tuple(changes))
 
+    def _cancellable(self, work: Callable[[], T], stage: str) -> T:
+        try:
+            return work()
+        except RequestCancelled as exc:
+            self.metrics.cancelled.labels(exc.reason, stage).inc()
+            raise
+
     def _score_routed(self, request: RankRequest, query: Content, documents: list[Content],
-                      started: float) -> tuple[Scored, str | None]:
+                      started: float, cancel: CancelToken | None = None) -> tuple[Scored, str | None]:
         caller = request.caller
         with self._rng_lock:
             draw = self._rng.random()
         attributes = RequestAttributes(region=caller.region, client_ip=caller.client_ip)
         with self.registry.acquire_routed(caller.user_key, attributes, draw) as lease:
-            scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction, started)
+            scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction,
+                                 started, cancel=cancel)
         return scored, lease.route.shadow
 
     def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None,
-                  shadow: bool = False, started: float | None = None) -> Scored:
+                  shadow: bool = False, cancel: CancelToken | None = None, started: float | None = None) -> Scored:
         with self.registry.acquire(version) as engine:
             return self._timed(version, engine, query, documents, instruction,
-                               self.clock.monotonic() if started is None else started, shadow)
+                               self.clock.monotonic() if started is None else started, shadow, cancel)
 
     def _timed(self, version: str, engine: Engine, query: Content, documents: Sequence[Content],
-               instruction: str | None, started: float, shadow: bool = False) -> Scored:
+               instruction: str | None, started: float, shadow: bool = False,
+               cancel: CancelToken | None = None) -> Scored:
         try:
-            scoring = engine.score_counted(query, documents, instruction)
+            scoring = engine.score_counted(query, documents, instruction, cancel)
+        except RequestCancelled as exc:  # not a model error: the gates never see it
+            self.metrics.cancelled.labels(exc.reason, "scoring").inc()
+            self.metrics.cancelled_pairs.inc(exc.unscored_pairs)
+            raise
         except RerankerError as exc:
             seconds = self.clock.monotonic() - started
             self._count(version, seconds, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
@@ -244,7 +278,7 @@ class RerankService(OperatorMixin):
         scores, seconds = scoring.scores, self.clock.monotonic() - started
         self._count(version, seconds, ok=True, kind="", n_docs=len(documents), shadow=shadow)
         self.score_history.add(version, scores)
-        return Scored(version, scores, scoring.model_seconds, seconds)
+        return Scored(version, scores, scoring.model_seconds, seconds, scoring.tokens)
 
     def _count(self, version: str, seconds: float, ok: bool, kind: str, n_docs: int, shadow: bool) -> None:
         """One latency everywhere (reranker.control.measures): the request's wall-clock time from
@@ -267,7 +301,7 @@ class RerankService(OperatorMixin):
     def _result(self, request_id: str, scored: Scored, top_n: int | None, n_docs: int) -> RankResult:
         ranked = tuple(RankedDocument(i, s) for i, s in top_results(scored.scores, top_n))
         latency_ms = scored.latency_s * 1000.0
-        usage = {"model_ms": round(scored.seconds * 1000.0, 3)}
+        usage = {"model_ms": round(scored.seconds * 1000.0, 3), "total_tokens": scored.tokens}
         return RankResult(request_id, scored.version, ranked, latency_ms, n_docs, usage)
 
     def _record(self, request: RankRequest, result: RankResult) -> RequestRecord:
@@ -330,6 +364,7 @@ class RerankService(OperatorMixin):
         return [vars(e) for e in self.store.recent_audit(limit)]
 
     def close(self) -> None:
+        self.work.close()
         self.updates.close()
         self.probes.close()
         self._shadow_pool.shutdown(wait=True, cancel_futures=True)

@@ -1,10 +1,11 @@
 """Turns raw request items into decoded Content, enforcing the request limits."""
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
+from reranker.cancel import CancelToken
 from reranker.content import Content, ImageItem, VideoItem
-from reranker.errors import InputError
+from reranker.errors import InputError, PayloadTooLarge
 from reranker.service.types import MediaRef, RankRequest, RawItem
 from reranker.settings import Limits
 
@@ -14,9 +15,32 @@ class MediaReader(Protocol):
 
 
 class MediaDecoding(Protocol):
-    def image(self, data: bytes, what: str) -> ImageItem: ...
+    def image(self, data: bytes, what: str, check: Callable[[], None] = ...) -> ImageItem: ...
 
-    def video(self, data: bytes, what: str) -> VideoItem: ...
+    def video(self, data: bytes, what: str, check: Callable[[], None] = ...) -> VideoItem: ...
+
+
+class PixelBudget:
+    """Decoded pixels one request may hold (max_request_pixels); over it the request gets a 413."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, pixels: int, what: str) -> None:
+        self.used += pixels
+        if self.used > self.limit:
+            raise PayloadTooLarge(
+                f"{what}: the request's media decode to {self.used}+ pixels, over the limit "
+                f"max_request_pixels={self.limit}"
+            )
+
+
+def pixels_of(item: ImageItem | VideoItem) -> int:
+    if isinstance(item, ImageItem):
+        width, height = item.size
+        return width * height
+    return sum(int(frame.shape[0]) * int(frame.shape[1]) for frame in item.frames)
 
 
 class InputBuilder:
@@ -61,23 +85,33 @@ class InputBuilder:
                 f"{what} has {len(item.videos)} videos; the limit is {limits.max_videos_per_item}"
             )
 
-    def build(self, request: RankRequest) -> tuple[Content, list[Content]]:
+    def build(self, request: RankRequest, cancel: CancelToken | None = None) -> tuple[Content, list[Content]]:
+        """Decoded query and documents; stops early (RequestCancelled) once `cancel` is set."""
         self.check_shape(request)
-        query = self.content(request.query, "query")
-        documents = [self.content(doc, f"documents[{i}]") for i, doc in enumerate(request.documents)]
+        token = cancel or CancelToken()
+        budget = PixelBudget(self._limits.max_request_pixels)
+        query = self.content(request.query, "query", budget, token)
+        documents = [self.content(doc, f"documents[{i}]", budget, token) for i, doc in enumerate(request.documents)]
         return query, documents
 
-    def content(self, item: RawItem, what: str) -> Content:
-        images = tuple(
-            self._decoder.image(self._bytes(ref, f"{what}.image"), f"{what}.image")
-            for ref in item.images
-        )
-        videos = tuple(
-            self._decoder.video(self._bytes(ref, f"{what}.video"), f"{what}.video")
-            for ref in item.videos
-        )
+    def content(self, item: RawItem, what: str, budget: PixelBudget | None = None,
+                cancel: CancelToken | None = None) -> Content:
+        budget = budget or PixelBudget(self._limits.max_request_pixels)
+        token = cancel or CancelToken()
+        images = []
+        for ref in item.images:
+            image = self._decoder.image(self._bytes(ref, f"{what}.image"), f"{what}.image",
+                                        lambda: token.check(f"{what}.image"))
+            budget.spend(pixels_of(image), f"{what}.image")
+            images.append(image)
+        videos = []
+        for ref in item.videos:
+            video = self._decoder.video(self._bytes(ref, f"{what}.video"), f"{what}.video",
+                                        lambda: token.check(f"{what}.video"))
+            budget.spend(pixels_of(video), f"{what}.video")
+            videos.append(video)
         text = item.text if item.text and item.text.strip() else None
-        return Content(text=text, images=images, videos=videos)
+        return Content(text=text, images=tuple(images), videos=tuple(videos))
 
     def _bytes(self, ref: MediaRef, what: str) -> bytes:
         return self._reader.read(ref, what)

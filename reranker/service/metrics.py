@@ -53,5 +53,24 @@ class ServiceMetrics:
             buckets=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1), registry=r,
         )
 
+        self.cancelled = Counter(
+            "reranker_cancelled_requests",
+            "Requests whose work was cancelled, by reason (deadline, disconnected) and stage "
+            "(queued: never started; decode; scoring).", ["reason", "stage"], registry=r,
+        )
+        self.cancelled_pairs = Counter(
+            "reranker_cancelled_pairs", "Pairs of cancelled requests dropped from the engine queue unscored.",
+            registry=r,
+        )
+        self.overloaded = Counter(
+            "reranker_overloaded_requests", "Requests refused with 429 because the admission queue was full.",
+            registry=r,
+        )
+
+        self.work_running = Gauge("reranker_work_running", "Rank/compare requests a worker is on now.", registry=r)
+        self.work_queued = Gauge(
+            "reranker_work_queued", "Admitted rank/compare requests waiting for a worker.", registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

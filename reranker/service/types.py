@@ -32,6 +32,7 @@ class RankRequest:
     top_n: int | None = None
     instruction: str | None = None
     caller: Caller = field(default_factory=Caller)
+    request_id: str | None = None  # the client's X-Request-Id, kept as the answer's id; None = a new one
 
 
 @dataclass(frozen=True)

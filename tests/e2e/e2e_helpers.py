@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "assets" / "examples"
@@ -35,6 +35,15 @@ class Server:
 
 def open_tab(page: Page, name: str) -> None:
     page.get_by_role("tab", name=name, exact=True).click()
+
+
+def sign_in(page: Page, token: str) -> None:
+    """Signs this page's session in on the Operator tab (the server remembers the session)."""
+    open_tab(page, "Operator")
+    field = page.locator("#op-token input")
+    field.fill(token)
+    field.press("Enter")
+    expect(page.locator("[data-testid=auth]")).to_have_attribute("data-signed-in", "true")
 
 
 def data_uri(path: Path) -> str:

@@ -6,7 +6,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.e2e_helpers import Server, api_item, first_example, open_tab
+from tests.e2e.e2e_helpers import Server, api_item, first_example, open_tab, sign_in
 
 VERSIONS = ("mini-v1", "mini-v2")
 FIRST_REPORT_TIMEOUT_MS = 90_000  # the first decision scores both versions on the labelled set
@@ -34,8 +34,8 @@ def _send_traffic(server: Server, users: int) -> set[str]:
 
 def test_split_traffic_from_the_page_and_see_both_versions_plotted(page: Page, server: Server) -> None:
     _load_second_version(server)
+    sign_in(page, server.token)
     open_tab(page, "Experiments")
-    page.locator("#ex-token input").fill(server.token)
     weights = page.locator("#ex-weights textarea")
     expect(weights).to_have_value("mini-v1: 100")
     page.locator("#ex-split").click()

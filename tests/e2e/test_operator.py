@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.e2e_helpers import Server, live_traffic, open_tab
+from tests.e2e.e2e_helpers import Server, live_traffic, open_tab, sign_in
 
 SERVER_ARGS = ["--rollout-time-scale", "0.5"]  # the demo plan in ~15 s
 ROLLOUT_TIMEOUT_MS = 90_000
 
 
 def _operator(page: Page, token: str) -> None:
-    open_tab(page, "Operator")
-    page.locator("#op-token input").fill(token)
+    sign_in(page, token)
 
 
 def _choose_path(page: Page, path: str) -> None:
@@ -26,11 +25,15 @@ def _stage_fraction(page: Page) -> float:
 
 
 def test_wrong_token_is_refused(page: Page, server: Server) -> None:
-    _operator(page, "not-the-token")
+    open_tab(page, "Operator")
+    page.locator("#op-token input").fill("not-the-token")
+    page.locator("#op-token input").press("Enter")
+    expect(page.locator("[data-testid=auth]")).to_have_attribute("data-refused", "true")
     _choose_path(page, "models/mini-v2")
     page.locator("#op-update").click()
     expect(page.locator("[data-testid=op-message]")).to_have_attribute("data-outcome", "refused")
-    expect(page.locator("#op-gates")).to_contain_text("Enter the admin token")
+    expect(page.locator("#op-gates")).to_contain_text("Sign in with the admin token")
+    expect(page.locator("[data-testid=banner]")).to_have_attribute("data-public", "true")
     with server.admin() as admin:
         assert admin.get("/admin/status").json()["state"] in ("idle", "starting")
 

@@ -59,6 +59,7 @@ class MiniBackend:
             device=str(device),
             bytes_in_memory=encoder.parameter_bytes() + classifier.parameter_bytes(),
             path=str(path),
+            follows_instruction=False,
         )
         return MiniReranker(config, info, encoder, classifier)
 

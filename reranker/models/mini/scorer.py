@@ -114,6 +114,21 @@ class MiniReranker:
             self._squash(float(vectors[p.query.digest] @ vectors[p.document.digest])) for p in pairs
         ]
 
+    def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
+        """Tokens MiniLM reads per pair: every phrase of both sides' bags (text clauses, label and
+        colour words; the visual words come from the cache score() just filled)."""
+        encoder, _ = self._live()
+        per_side: dict[str, int] = {}
+        counts = []
+        for pair in pairs:
+            total = 0
+            for content in (pair.query, pair.document):
+                if content.digest not in per_side:
+                    per_side[content.digest] = encoder.token_count([p for p, _ in self.describe(content).phrases])
+                total += per_side[content.digest]
+            counts.append(total)
+        return counts
+
     def describe(self, content: Content) -> Bag:
         """The weighted phrases that stand for one query or document."""
         bag = Bag(())

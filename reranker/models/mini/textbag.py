@@ -62,6 +62,13 @@ class TextEncoder:
                 found[text] = vector
         return np.stack([found[text] for text in texts]) if texts else np.zeros((0, self.dimension))
 
+    def token_count(self, texts: Sequence[str]) -> int:
+        """Tokens MiniLM reads for these texts (special tokens included, truncated as encode() does)."""
+        if not texts:
+            return 0
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        return sum(len(row) for row in ids)
+
     def bag_vector(self, bag: Bag) -> np.ndarray:
         """The unit-length weighted mean of the bag's phrase embeddings."""
         vectors = self.encode([phrase for phrase, _ in bag.phrases])

@@ -65,6 +65,7 @@ class QwenScorer:
         self._input_device = self._inner.get_input_embeddings().weight.device
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
+        self._last_lengths: tuple[tuple[int, ...], list[int]] = ((), [])  # (id of each pair, its tokens)
         self._info = ModelInfo(
             id=model_id,
             name=name,
@@ -83,12 +84,21 @@ class QwenScorer:
     def score(self, pairs: Sequence[Pair]) -> list[float]:
         """Relevance in [0, 1] per pair, in the order given; batched and left-padded."""
         encoded = self.encode(pairs)
+        self._last_lengths = (tuple(id(p) for p in pairs), [len(e) for e in encoded])
         scores = [0.0] * len(encoded)
         plan = plan_batches([len(e) for e in encoded], self.max_batch_size, self.max_batch_tokens)
         for indices in plan:
             for index, value in zip(indices, self.score_encoded([encoded[i] for i in indices])):
                 scores[index] = value
         return scores
+
+    def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
+        """Prompt tokens per pair (text, image and video tokens after truncation): what the last
+        score() call encoded when it was given these pairs, else encoded anew."""
+        ids, lengths = self._last_lengths
+        if ids == tuple(id(p) for p in pairs):
+            return list(lengths)
+        return [len(e) for e in self.encode(pairs)]
 
     def encode(self, pairs: Sequence[Pair]) -> list[EncodedPair]:
         """Prompt, media preprocessing and token ids (CPU only); InputError/MediaError name the pair."""
