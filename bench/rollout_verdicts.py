@@ -141,6 +141,8 @@ def one_rollout(service: RerankService, clients: Clients, scenario: str, folder:
     outcome = status["state"] if status["state"] in TERMINAL else ("held" if status.get("holding") else "timed out")
     reason = status.get("reason") or status.get("holding") or ""
     if outcome not in TERMINAL:
+        reason = f"still {status['state']} after {max_seconds:g} s; {reason}"
+    if outcome not in TERMINAL:
         service.rollout_command("rollback", "bench")
         while service.status()["state"] not in TERMINAL:
             time.sleep(0.1)

@@ -149,3 +149,7 @@ def test_mini_isolated_scores_do_not_depend_on_what_its_caches_hold() -> None:
         busy.score([Pair(Content(text=f"unrelated query {n} " * (n + 1)), p.document) for p in chunk[n:]])
     assert busy.score_isolated(chunk) == fresh.score_isolated(chunk)
     assert len(busy.text_cache) > 0 and busy.score_isolated(chunk) == busy.score_isolated(chunk)
+    # one run's session: the second chunk reuses what the first embedded, the same on both copies
+    runs = [{}, {}]
+    for half in (chunk[:2], chunk[2:], chunk):
+        assert busy.score_isolated(half, runs[0]) == fresh.score_isolated(half, runs[1])

@@ -12,7 +12,7 @@ from typing import Iterator
 
 
 class DeviceGate:
-    def __init__(self, every: int = 4) -> None:
+    def __init__(self, every: int = 3) -> None:
         self._every = max(1, every)
         self._cond = threading.Condition()
         self._busy = False

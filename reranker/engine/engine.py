@@ -133,19 +133,21 @@ class Engine:
                     results[i] = value
         return Scoring([value for value in results if value is not None], len(missing), model_seconds, tokens)
 
-    def score_isolated(self, pairs: Sequence[Pair]) -> tuple[list[float], float]:
+    def score_isolated(self, pairs: Sequence[Pair], session: dict | None = None) -> tuple[list[float], float]:
         """Score exactly these pairs in one forward pass of their own, at background priority.
 
         Never mixed with live requests and never read from or written to the cache, so two
         versions given the same pairs run the same batch (composition, padding, dtype path).
-        Returns the scores and the model seconds of that pass."""
+        `session` (a dict the caller keeps for one isolated run) goes to a model's own
+        score_isolated(). Returns the scores and the model seconds of that pass."""
         if self.state is EngineState.CLOSED:
             raise NotReady(f"engine for model {self._info.id} is closed; the pairs were not scored")
         with self._gate.background():
             started = self._clock.monotonic()
             try:
-                score = getattr(self._model, "score_isolated", None) or self._model.score
-                scores = [float(value) for value in score(list(pairs))]
+                isolated = getattr(self._model, "score_isolated", None)
+                raw = isolated(list(pairs), session) if isolated is not None else self._model.score(list(pairs))
+                scores = [float(value) for value in raw]
             except Exception as exc:
                 raise self._batch_error(exc, len(pairs)) from exc
             elapsed = self._clock.monotonic() - started

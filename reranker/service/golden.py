@@ -15,7 +15,7 @@ from reranker.engine import Engine
 from reranker.evaluation import Decoders, LabelledSet, build_content, ndcg_at_k
 
 
-CHUNK_PAIRS = 4  # golden pairs per isolated forward pass (a quarter of a default live batch)
+CHUNK_PAIRS = 8  # golden pairs per isolated forward pass (half a default live batch)
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,11 @@ class DecodedSet:
         """The same chunks on each version in turn (chunk 1 on each, then chunk 2, ...): per
         version, each query's scores over every document."""
         flat: list[list[float]] = [[] for _ in versions]
+        sessions: list[dict] = [{} for _ in versions]  # each version's run starts from nothing
         for chunk in self.chunks():
             for i, version in enumerate(versions):
                 with registry.acquire(version) as engine:
-                    flat[i].extend(engine.score_isolated(chunk)[0])
+                    flat[i].extend(engine.score_isolated(chunk, sessions[i])[0])
         n = len(self.documents)
         return [[row[q * n:(q + 1) * n] for q in range(len(self.queries))] for row in flat]
 

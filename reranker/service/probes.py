@@ -8,8 +8,9 @@ error gate candidate runs even when no sticky user hashes into the candidate's s
 A budget caps the extra device time (default 10 %), so the replays do not move live latency much.
 
 A model may keep caches of its own (the mini model keeps text embeddings and image words), and
-the version that served the request has it cached while the other has not: replays therefore use
-the model's score_isolated() where it has one (fresh caches), so both are timed cold.
+the version that served the request has it cached while the other has not: each chunk therefore
+runs once untimed on both versions, then timed on both (through the model's score_isolated()
+where it has one, which embeds the texts afresh), so both are measured in the same state.
 """
 from __future__ import annotations
 
@@ -98,10 +99,13 @@ class PairedReplays:
         seconds = {stable: 0.0, candidate: 0.0}
         self._flip = not self._flip
         order = (candidate, stable) if self._flip else (stable, candidate)
+        sessions: dict[str, dict] = {stable: {}, candidate: {}}  # each version's texts embedded afresh
         try:
             for chunk in chunks:
+                for version in order:  # untimed: both versions' image words are now cached
+                    self._score(version, chunk, candidate, {})
                 for version in order:
-                    seconds[version] += self._score(version, chunk, candidate)
+                    seconds[version] += self._score(version, chunk, candidate, sessions[version])
         except _StableFailed:
             return  # the request itself is the problem (or the stable left): no evidence either way
         except _CandidateFailed:
@@ -110,14 +114,14 @@ class PairedReplays:
         n = len(pairs)
         self._live.record_pair(stable, candidate, seconds[stable] / n, seconds[candidate] / n, True, self._clock.now())
 
-    def _score(self, version: str, chunk: list[Pair], candidate: str) -> float:
+    def _score(self, version: str, chunk: list[Pair], candidate: str, session: dict) -> float:
         try:
             lease = self._registry.acquire(version)
             engine = lease.__enter__()
         except Exception as exc:  # a version leaving (rollback, promotion) is nobody's error
             raise _StableFailed(str(exc)) from exc
         try:
-            return engine.score_isolated(chunk)[1]
+            return engine.score_isolated(chunk, session)[1]
         except NotReady as exc:
             raise _StableFailed(str(exc)) from exc
         except Exception as exc:

@@ -21,7 +21,7 @@ from reranker.models.mini.textbag import Bag, TextEncoder
 from reranker.models.mini.vision import ImageNetClassifier
 
 
-ISOLATED_CACHE_ENTRIES = 4096  # more than one call's phrases: within a call, nothing is computed twice
+ISOLATED_CACHE_ENTRIES = 65536  # more than one isolated run's phrases: nothing is embedded twice in it
 
 
 def _query_point(digest: str) -> float:
@@ -80,17 +80,22 @@ class MiniReranker:
             time.sleep((time.perf_counter() - started) * config.fault_slowdown)
         return scores
 
-    def score_isolated(self, pairs: Sequence[Pair]) -> list[float]:
-        """score() with empty caches of its own: the result and the time depend on these pairs
-        alone, never on what earlier calls left in the text or image caches (golden-set checks
-        and paired replays compare two versions this way)."""
+    def score_isolated(self, pairs: Sequence[Pair], session: dict | None = None) -> list[float]:
+        """score() without the shared text-embedding cache: texts are embedded in this call's
+        forward pass, or taken from `session`, a scratch dict the caller keeps for one isolated
+        run (say, one golden-set check) and hands to every call of it. Two versions given the same
+        calls in the same order with fresh sessions embed every text in the same company, so
+        their scores depend on the pairs alone, never on what live traffic left cached (an
+        embedding varies in its last bits with what it was padded with). Image and video words
+        are computed one item at a time, so their shared cache stays in use."""
         encoder, _ = self._live()
-        saved = encoder.cache, self.visual_cache
-        encoder.cache, self.visual_cache = LruCache(ISOLATED_CACHE_ENTRIES), LruCache(ISOLATED_CACHE_ENTRIES)
+        cache = (session if session is not None else {}).setdefault("text_cache", LruCache(ISOLATED_CACHE_ENTRIES))
+        saved = encoder.cache
+        encoder.cache = cache
         try:
             return self.score(pairs)
         finally:
-            encoder.cache, self.visual_cache = saved
+            encoder.cache = saved
 
     def _score(self, pairs: Sequence[Pair]) -> list[float]:
         encoder, _ = self._live()
