@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from reranker.errors import RerankerError
+from reranker.logs import configure_logging
 from reranker.settings import Settings, settings_from
 
+log = logging.getLogger("reranker.app")
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -28,6 +30,7 @@ def build_app(settings: Settings, admin_token: str):  # -> (FastAPI, RerankServi
     import gradio as gr
 
     from reranker.api import create_api
+    from reranker.api_observe import ObserveMiddleware
     from reranker.clock import SystemClock
     from reranker.service import RerankService
     from ui import build_ui
@@ -37,7 +40,7 @@ def build_app(settings: Settings, admin_token: str):  # -> (FastAPI, RerankServi
     from ui.style import page_options
 
     service = RerankService(settings, SystemClock(), admin_token)
-    api = create_api(service, settings.limits.max_request_bytes)
+    api = create_api(service, settings.limits.max_request_bytes, observe=False)
     blocks = build_ui(service)
     # /gradio_api/file= serves Gradio's upload cache and assets/ (the public example media) only;
     # --media-dir folders are inputs of the REST API, not published.
@@ -51,32 +54,42 @@ def build_app(settings: Settings, admin_token: str):  # -> (FastAPI, RerankServi
     blocks.has_launched = True
     app.add_middleware(GradioFileGuard)
     app.add_middleware(PublicEndpointsOnly, public=PUBLIC_ENDPOINTS)  # outermost: by-name calls of private events 404
+    app.add_middleware(ObserveMiddleware, metrics=service.metrics)  # outermost: request id, status series, access log
     app.router.on_startup.append(lambda: service.start())
     app.router.on_shutdown.append(service.close)
     return app, service
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from(argv, os.environ)
     except RerankerError as exc:
         print(f"app.py: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_format)
     quiet_offline_environment(settings)
     token = settings.admin_token
     if not token:
         token = secrets.token_urlsafe(24)
         settings = settings.with_(admin_token=token)
-        print(f"Admin token (operator actions; set RERANKER_ADMIN_TOKEN to fix it): {token}", flush=True)
-    app, _ = build_app(settings, token)
+        log.info("Admin token (operator actions; set RERANKER_ADMIN_TOKEN to fix it): %s", token)
+    try:
+        app, _ = build_app(settings, token)
+    except RerankerError as exc:  # e.g. a read-only data directory: one line, no traceback
+        print(f"app.py: {exc}", file=sys.stderr)
+        return 3
 
     from reranker.server import server_for
 
-    print(f"Serving on http://{settings.host}:{settings.port}  (model {settings.model})", flush=True)
+    log.info("Serving on http://%s:%s  (model %s)", settings.host, settings.port, settings.model)
     server_for(app, settings.host, settings.port, settings.server).run()
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `reranker-console` command (pyproject.toml): the same as `python app.py`."""
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    cli()

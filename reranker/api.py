@@ -1,16 +1,23 @@
 """REST routes (FastAPI). Every route is a thin call into the service facade."""
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor
-from reranker.api_observe import RequestIdMiddleware
+from reranker.api_docs import bound_documents, offline_app
+from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor, admin_route_class
+from reranker.api_observe import ObserveMiddleware
+from reranker.api_admin_models import (
+    AuditLog, ExperimentReport, ModelList, ModelView, StatusView, TrafficView, UpdateAccepted, VersionAccepted,
+    VersionRetired,
+)
 from reranker.api_compat import (
     answer, caller, pinned_version, rank_request, score_answer, score_request, v2_answer,
 )
@@ -18,14 +25,22 @@ from reranker.api_models import (
     CompareBody, CompareResponse, ErrorResponse, RerankBody, RerankResponse, RerankV2Response, ScoreBody,
     ScoreResponse, UpdateBody, VersionBody,
 )
-from reranker.api_work import run_bounded
+from reranker.api_work import EarlyRefusalMiddleware, run_bounded
 from reranker.errors import NotFound, Overloaded, RerankerError
 from reranker.service import RerankService
 from reranker.service.types import RankResult
 
+log = logging.getLogger(__name__)
+MAX_AUDIT_ROWS = 1000
+MAX_WINDOW_S = 30 * 86_400.0
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 }
+METRICS_CONTENT: dict[int | str, dict[str, Any]] = {200: {
+    "description": "Prometheus text format (OpenMetrics when the Accept header asks for it).",
+    "content": {"text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}}},
+}}
 HTTP_ERROR_TYPES = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
 
 
@@ -122,12 +137,13 @@ def public_routes(service: RerankService) -> APIRouter:
             "changes": [vars(c) for c in result.changes],
         }
 
-    @router.get("/v1/models", tags=["models"])
+    @router.get("/v1/models", tags=["models"], response_model=ModelList)
     def models() -> dict[str, Any]:
         """Loaded model versions, their state and traffic share."""
         return {"object": "list", "data": service.versions()}
 
-    @router.get("/v1/models/{model_id}", tags=["models"], responses={404: {"model": ErrorResponse}})
+    @router.get("/v1/models/{model_id}", tags=["models"], response_model=ModelView,
+                responses={404: {"model": ErrorResponse}})
     def model(model_id: str) -> dict[str, Any]:
         """One loaded model version."""
         for view in service.versions():
@@ -144,15 +160,18 @@ def public_routes(service: RerankService) -> APIRouter:
 
     @router.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
     async def readyz() -> Response:
-        """A model version is serving."""
-        if service.is_ready():
+        """A model version is serving and the data directory takes writes (no SQLite I/O here:
+        failed writes and the store file are checked at once, the write probe runs in a thread)."""
+        problem = service.readiness()
+        if problem is None:
             return JSONResponse({"status": "ready", "stable": service.stable_version()})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
 
-    @router.get("/metrics", tags=["health"])
-    def metrics() -> Response:
-        """Prometheus metrics."""
-        return Response(service.metrics_text(), media_type="text/plain; version=0.0.4")
+    @router.get("/metrics", tags=["health"], response_class=PlainTextResponse, responses=METRICS_CONTENT)
+    def metrics(http: Request) -> Response:
+        """Prometheus metrics (OpenMetrics when Accept asks for application/openmetrics-text)."""
+        accept = http.headers.get("accept", "")
+        return Response(service.metrics_text(accept), media_type=service.metrics.content_type(accept))
 
     # HEAD for probes (load balancers, uptime checks); documented once, under GET
     router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
@@ -161,10 +180,10 @@ def public_routes(service: RerankService) -> APIRouter:
 
 
 def admin_routes(service: RerankService) -> APIRouter:
-    router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+    router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS, route_class=admin_route_class(service))
     actor = admin_actor(service)
 
-    @router.post("/updates", status_code=202)
+    @router.post("/updates", status_code=202, response_model=UpdateAccepted)
     def submit_update(body: UpdateBody, who: str = Depends(actor)) -> dict[str, Any]:
         """Start a hot update: background load, validation, staged rollout."""
         rollout_id = service.submit_update(
@@ -172,47 +191,47 @@ def admin_routes(service: RerankService) -> APIRouter:
         )
         return {"id": rollout_id, "status": service.status()}
 
-    @router.get("/status")
+    @router.get("/status", response_model=StatusView)
     def status(who: str = Depends(actor)) -> dict[str, Any]:
         """Light, banner, rollout state, stage, share, gates and recent events."""
         return service.status()
 
-    @router.post("/rollout/{command}")
+    @router.post("/rollout/{command}", response_model=StatusView)
     def rollout_command(command: str, who: str = Depends(actor)) -> dict[str, Any]:
         """pause | resume | promote | rollback | acknowledge | cancel."""
         service.rollout_command(command, actor=who)
         return service.status()
 
-    @router.post("/versions", status_code=202)
+    @router.post("/versions", status_code=202, response_model=VersionAccepted)
     def load_version(body: VersionBody, who: str = Depends(actor)) -> dict[str, Any]:
         """Load a version beside the others without giving it traffic."""
         return {"id": service.load_version(body.path, actor=who)}
 
-    @router.delete("/versions/{version_id}")
+    @router.delete("/versions/{version_id}", response_model=VersionRetired)
     def unload_version(version_id: str, who: str = Depends(actor)) -> dict[str, Any]:
         """Drain and unload a version that serves no share."""
         service.unload_version(version_id, actor=who)
         return {"id": version_id, "state": "retired"}
 
-    @router.get("/traffic")
+    @router.get("/traffic", response_model=TrafficView)
     def get_traffic(who: str = Depends(actor)) -> dict[str, Any]:
         """The traffic policy in force."""
         return service.traffic()
 
-    @router.put("/traffic")
+    @router.put("/traffic", response_model=TrafficView)
     def put_traffic(policy: dict[str, Any], who: str = Depends(actor)) -> dict[str, Any]:
         """Replace the traffic policy (validated whole; a bad one is refused with the reason)."""
         return service.set_traffic(policy, actor=who)
 
-    @router.get("/experiments")
-    def experiments(window_s: float = 600.0, candidate: str | None = None,
+    @router.get("/experiments", response_model=ExperimentReport)
+    def experiments(window_s: float = Query(600.0, gt=0, le=MAX_WINDOW_S), candidate: str | None = None,
                     who: str = Depends(actor)) -> dict[str, Any]:
         """Per-version evidence over the window, shadow agreement and the promote / keep stable /
         inconclusive verdict (what the Experiments tab shows)."""
         return service.experiment_report(window_s=window_s, candidate=candidate)
 
-    @router.get("/audit")
-    def audit(limit: int = 100, who: str = Depends(actor)) -> dict[str, Any]:
+    @router.get("/audit", response_model=AuditLog)
+    def audit(limit: int = Query(100, ge=1, le=MAX_AUDIT_ROWS), who: str = Depends(actor)) -> dict[str, Any]:
         """Recent operator actions."""
         return {"entries": service.audit(limit)}
 
@@ -232,17 +251,20 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request body"
 
 
-def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
-    app = FastAPI(
+def create_api(service: RerankService, max_request_bytes: int, observe: bool = True) -> FastAPI:
+    app = offline_app(
         title="Multimodal reranker",
         version="1.0",
         description="Rank text, image and video documents; hot-swap the model while serving.",
     )
+    bound_documents(app, service.settings.limits.max_documents)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
     routers = [public_routes(service), admin_routes(service)]
     app.add_middleware(MethodGuardMiddleware,
                        routes=lambda: [*app.router.routes, *(r for router in routers for r in router.routes)])
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(EarlyRefusalMiddleware, pool=service.work, on_refuse=service.metrics.overloaded.inc)
+    if observe:  # app.py passes False and adds it outermost, around the console's guards too
+        app.add_middleware(ObserveMiddleware, metrics=service.metrics)
 
     @app.exception_handler(RerankerError)
     def reranker_error(_: Request, exc: RerankerError) -> JSONResponse:
@@ -261,6 +283,15 @@ def create_api(service: RerankService, max_request_bytes: int) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_body(422, _validation_message(exc), "ValidationError")
+
+    @app.exception_handler(Exception)
+    def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        """The last resort: a JSON 500 with an id to find the traceback in the server log, never the
+        traceback itself. Each cause found gets its own 4xx; this only keeps the shape."""
+        error_id = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        return _error_body(500, f"internal error (id {error_id}); the server log has the details", "InternalError")
 
     for router in routers:
         app.include_router(router)

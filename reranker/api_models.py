@@ -5,23 +5,39 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
-from reranker.service.types import RawItem
+from reranker.service.types import FrameList, RawItem, VideoRef
+from reranker.textcheck import MAX_PATH_CHARS
+
+
+class VideoFrames(BaseModel):
+    """A video given as a list of frames (images, in playing order), as the reference accepts.
+
+    Frames are sampled evenly down to the frame limit, padded to an even count and timed as 2 fps.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    frames: list[StrictStr] = Field(min_length=1, description="Frames: data: URIs or media-folder paths.")
 
 
 class MediaDocument(BaseModel):
     """A query or document with any mix of text, images and videos.
 
     `image` / `video` is a `data:` URI (base64) or a path inside an allowed media folder;
-    either may also be a list of them.
+    either may also be a list of them. A video may also be `{"frames": [image, ...]}`.
     """
 
     model_config = ConfigDict(extra="forbid")
     text: StrictStr | None = None
     image: StrictStr | list[StrictStr] | None = None
-    video: StrictStr | list[StrictStr] | None = None
+    video: StrictStr | VideoFrames | list[StrictStr | VideoFrames] | None = None
 
     def to_raw(self) -> RawItem:
-        return RawItem(text=self.text, images=_as_tuple(self.image), videos=_as_tuple(self.video))
+        return RawItem(text=self.text, images=_as_tuple(self.image), videos=_videos(self.video))
+
+
+def _videos(value: str | VideoFrames | list[str | VideoFrames] | None) -> tuple[VideoRef, ...]:
+    items = value if isinstance(value, list) else [] if value is None else [value]
+    return tuple(FrameList(tuple(v.frames)) if isinstance(v, VideoFrames) else v for v in items)
 
 
 def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
@@ -188,9 +204,12 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
+MODEL_PATH = Field(max_length=MAX_PATH_CHARS, description="A model directory, a name under --models-dir, or a hub id.")
+
+
 class UpdateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: StrictStr
+    path: StrictStr = MODEL_PATH
     plan: StrictStr | list[dict[str, Any]] | None = Field(
         default=None, description="'default', 'demo', or a list of stages {share, seconds?, ramp?}."
     )
@@ -203,4 +222,4 @@ class UpdateBody(BaseModel):
 
 class VersionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: StrictStr
+    path: StrictStr = MODEL_PATH

@@ -29,6 +29,8 @@ class VideoItem:
 
     Frames are sampled as the Qwen3-VL reference does (see reranker.media.video): an even
     count, evenly spaced over the clip. Backends that need fewer frames subsample these.
+    `from_frames` is True for a video given as a list of images (its frames keep their own
+    size; the Qwen3-VL reference sends each through the image rule before the video rule).
     """
 
     frames: tuple[np.ndarray, ...]
@@ -36,6 +38,7 @@ class VideoItem:
     digest: str
     duration: float
     source_fps: float
+    from_frames: bool = False
 
     def __post_init__(self) -> None:
         if len(self.frames) != len(self.timestamps):
@@ -55,7 +58,8 @@ class Content:
 
     def __post_init__(self) -> None:
         h = hashlib.sha256()
-        h.update(b"T" + (self.text or "").encode("utf-8") + b"\0")
+        # surrogatepass: a lone surrogate (refused by the input checks) must never crash hashing
+        h.update(b"T" + (self.text or "").encode("utf-8", "surrogatepass") + b"\0")
         for item in self.images:
             h.update(b"I" + item.digest.encode("ascii"))
         for item in self.videos:

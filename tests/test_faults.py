@@ -178,7 +178,7 @@ def bad_checkpoint(kind: str, folder: Path) -> str:
 
 
 @pytest.mark.parametrize(("kind", "message"), [
-    ("missing", r"model '.*no-such-model' not found"),
+    ("missing", r"model path '.*no-such-model' not found"),
     ("broken manifest", r"reranker\.json is not readable JSON"),
     ("unknown classifier", r"bad value for 'classifiers': \['efficientnet-lite9'\]"),
     ("garbage weights", r"cannot read the size of qwen-garbage"),
@@ -282,7 +282,7 @@ class ScarceMemory:
 
 def test_low_memory_is_refused_unless_replacing_in_place(service: RerankService,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("reranker.service.operator.SystemMemoryProbe", ScarceMemory)
+    monkeypatch.setattr("reranker.engine.embedded.SystemMemoryProbe", ScarceMemory)
     with pytest.raises(InsufficientMemory, match="force_replace"):
         service.submit_update(V2, actor="dave")
     assert service.store.recent_audit(1)[0].outcome == "refused"

@@ -252,7 +252,7 @@ def test_decord_and_pyav_agree(clip: bytes) -> None:
 
 def test_av1_falls_back_to_pyav() -> None:
     data = mp4(frames=12, fps=4, size=(64, 64), codec="libsvtav1")
-    with pytest.raises(MediaError, match="decord"):
+    with pytest.raises(MediaError, match="not a decodable video"):  # decord alone cannot read AV1
         decode_video(data, LIMITS, "v", backends=("decord",))
     video = decode_video(data, LIMITS, "query.video")
     assert len(video.frames) == 4
@@ -260,8 +260,9 @@ def test_av1_falls_back_to_pyav() -> None:
 
 
 def test_corrupt_truncated_and_non_video_are_refused(clip: bytes) -> None:
-    with pytest.raises(MediaError, match=r"documents\[2\]\.video.*not a decodable video.*decord.*pyav"):
+    with pytest.raises(MediaError, match=r"documents\[2\]\.video.*not a decodable video") as caught:
         decode_video(clip[: len(clip) // 2], LIMITS, "documents[2].video")
+    assert "decord" not in str(caught.value) and "pyav" not in str(caught.value).lower()  # no decoder internals
     with pytest.raises(MediaError, match=r"documents\[3\]\.video.*not a decodable video"):
         decode_video(b"\x00\x01 this is no video" * 50, LIMITS, "documents[3].video")
     with pytest.raises(MediaError, match=r"documents\[4\]\.video"):

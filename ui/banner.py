@@ -6,6 +6,7 @@ import gradio as gr
 
 from reranker.service import RerankService
 from ui.guard import is_operator
+from ui.render import skeleton_html
 from ui.render_status import banner_html, public_banner_html
 from ui.sessions import OperatorSessions
 from ui.style import html_view
@@ -19,6 +20,7 @@ def build_banner(service: RerankService, sessions: OperatorSessions) -> gr.HTML:
         status = service.status()
         return banner_html(status) if is_operator(sessions, request) else public_banner_html(status)
 
-    banner = html_view(public_banner_html({"light": "yellow", "state": "starting"}), elem_id="status-banner")
+    banner = html_view(skeleton_html("Checking the service…"), elem_id="status-banner")
+    gr.on(None, render, None, [banner], show_progress="hidden")  # on page load, then every few seconds
     gr.Timer(REFRESH_SECONDS).tick(render, None, [banner], show_progress="hidden")
     return banner

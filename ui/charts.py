@@ -1,4 +1,5 @@
-"""Pure SVG/HTML charts for the Experiments tab; every mark carries data-version for tests."""
+"""HTML for the Experiments tab: score histogram (SVG), tables and the decision; every mark carries
+data-version for tests. Latency, share and error rate are native plots (ui.plots)."""
 from __future__ import annotations
 
 from html import escape
@@ -51,57 +52,6 @@ def _frame(testid: str, title: str, body: str, y_max: float, unit: str, versions
     )
 
 
-def latency_chart(series: Sequence[Mapping[str, Any]]) -> str:
-    """P50 (solid) and P95 (dashed) latency per version over time."""
-    rows = [r for r in series if r.get("version") is not None and r.get("p50_ms") is not None]
-    if not rows:
-        return note_html("No requests in the window yet: latency will appear here.")
-    versions = [str(r["version"]) for r in rows]
-    times = [_num(pick(r, "bucket_start", "t")) for r in rows]
-    t0, t1 = min(times), max(times)
-    y_max = max(max(_num(r.get("p95_ms")), _num(r.get("p50_ms"))) for r in rows) or 1.0
-
-    def point(row: Mapping[str, Any], key: str) -> tuple[float, float]:
-        x = PAD + (_num(pick(row, "bucket_start", "t")) - t0) / ((t1 - t0) or 1.0) * (WIDTH - PAD - 12)
-        y = HEIGHT - PAD - _num(pick(row, key, "p50_ms")) / y_max * (HEIGHT - PAD - 12)
-        return x, y
-
-    body = []
-    for version in sorted(set(versions)):
-        mine = sorted((r for r in rows if str(r["version"]) == version), key=lambda r: _num(pick(r, "bucket_start", "t")))
-        colour = colour_of(version, versions)
-        for key, dash in (("p50_ms", ""), ("p95_ms", ' stroke-dasharray="4 3"')):
-            points = [point(r, key) for r in mine]
-            line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-            dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>' for x, y in points)
-            body.append(
-                f'<g data-version="{attr(version)}" data-series="{key}" data-points="{len(mine)}">'
-                f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{line}"/>{dots}</g>'
-            )
-    title = "Latency over time (ms): P50 solid, P95 dashed"
-    return _frame("latency-chart", title, "".join(body), y_max, " ms", versions)
-
-
-def bar_chart(values: Mapping[str, float], testid: str, title: str, unit: str, y_max: float | None = None) -> str:
-    """One bar per version."""
-    if not values:
-        return note_html(f"{title}: no data yet.")
-    versions = list(values)
-    top = y_max or max(values.values()) or 1.0
-    slot = (WIDTH - PAD - 12) / len(versions)
-    body = []
-    for i, version in enumerate(sorted(versions)):
-        value = values[version]
-        height = min(value / top, 1.0) * (HEIGHT - PAD - 12)
-        x = PAD + i * slot + slot * 0.2
-        body.append(
-            f'<g data-version="{attr(version)}" data-value="{value:.4g}"><rect x="{x:.1f}" y="{HEIGHT - PAD - height:.1f}"'
-            f' width="{slot * 0.6:.1f}" height="{height:.1f}" fill="{colour_of(version, versions)}"/>'
-            f'<text x="{x:.1f}" y="{HEIGHT - PAD + 14}" font-size="11">{escape(version)}: {value:.3g}{escape(unit)}</text></g>'
-        )
-    return _frame(testid, title, "".join(body), top, unit, versions)
-
-
 def histogram(scores: Mapping[str, Sequence[float]], bins: int = 10) -> str:
     """Score distribution per version: bins over [0, 1], bars side by side within each bin."""
     versions = [v for v, s in scores.items() if s]
@@ -152,7 +102,7 @@ def stats_table(versions: Sequence[Mapping[str, Any]]) -> str:
     )
     head = ("<tr><th>version</th><th>requests</th><th>errors</th><th>error rate</th><th>P50 ms</th><th>P95 ms</th>"
             "<th>configured share</th><th>observed share</th></tr>")
-    return f'<table class="rr-table" data-testid="version-stats">{head}{rows}</table>'
+    return f'<div class="rr-table-wrap"><table class="rr-table" data-testid="version-stats">{head}{rows}</table></div>'
 
 
 def shadow_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -167,7 +117,7 @@ def shadow_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     )
     head = "<tr><th>primary</th><th>shadow</th><th>requests</th><th>top-5 overlap</th><th>rank correlation</th></tr>"
-    return f'<table class="rr-table" data-testid="shadow">{head}{body}</table>'
+    return f'<div class="rr-table-wrap"><table class="rr-table" data-testid="shadow">{head}{body}</table></div>'
 
 
 def _verdict_cell(passed: Any) -> tuple[str, str]:
@@ -182,6 +132,13 @@ def _observed(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else escape(str(value))
 
 
+def _percent(criterion: str, value: Any) -> str:
+    """The decision's observed fractions in the unit of its thresholds: percent (signed for changes)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "—"
+    return f"{value * 100:+.1f}%" if "change" in criterion else f"{value * 100:.2f}%"
+
+
 def decision_html(decision: Mapping[str, Any]) -> str:
     verdict = str(decision.get("verdict") or "inconclusive")
     rows = []
@@ -189,7 +146,7 @@ def decision_html(decision: Mapping[str, Any]) -> str:
         passed, mark = _verdict_cell(row.get("passed"))
         rows.append(
             f'<tr data-criterion="{attr(row.get("criterion", ""))}" data-passed="{passed}">'
-            f'<td>{escape(str(row.get("criterion")))}</td><td>{_observed(row.get("observed"))}</td>'
+            f'<td>{escape(str(row.get("criterion")))}</td><td>{_percent(str(row.get("criterion")), row.get("observed"))}</td>'
             f'<td>{escape(str(row.get("threshold", "")))}</td><td>{mark}</td>'
             f'<td>{escape(str(row.get("detail") or ""))}</td></tr>'
         )
@@ -199,5 +156,5 @@ def decision_html(decision: Mapping[str, Any]) -> str:
         f' data-candidate="{attr(decision.get("candidate") or "")}">'
         f'<div class="rr-verdict rr-verdict-{attr(verdict.replace(" ", "-"))}">Verdict: <b>{escape(verdict)}</b>'
         f' (candidate {escape(str(decision.get("candidate") or "—"))} vs stable {escape(str(decision.get("stable") or "—"))})</div>'
-        f'<table class="rr-table">{head}{"".join(rows)}</table></div>'
+        f'<div class="rr-table-wrap"><table class="rr-table">{head}{"".join(rows)}</table></div></div>'
     )

@@ -7,30 +7,34 @@ import gradio as gr
 
 from reranker.errors import InputError
 from reranker.service import RerankService
-from ui.charts import bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table
+from ui.charts import decision_html, histogram, shadow_table, stats_table
 from ui.guard import ACTOR, guarded, is_operator, signed_out_html
+from ui.plots import error_frame, latency_frame, share_frame
 from ui.policy_form import NO_SHADOW, even_split, form_from_policy, format_weights, policy_from_form
 from ui.sessions import OperatorSessions
+from ui.render import skeleton_html
 from ui.style import html_view
 
 REFRESH_SECONDS = 3.0
 TAB_LABEL = "Experiments"
 
 
-def report_views(report: Mapping[str, Any]) -> tuple[str, str, str, str, str, str, str]:
-    """latency, share, error rate, scores, per-version table, shadow table, decision."""
+def report_views(report: Mapping[str, Any]) -> tuple[Any, ...]:
+    """latency, share and error-rate plots; scores, per-version table, shadow table, decision."""
     rows = report.get("versions") or []
-    share = {str(r.get("version")): observed_share(r) for r in rows}
-    errors = {str(r.get("version")): float(r.get("error_rate") or 0) * 100 for r in rows}
     return (
-        latency_chart(report.get("series") or []),
-        bar_chart(share, "share-chart", "Traffic share (% of requests in the window)", "%", 100.0),
-        bar_chart(errors, "error-chart", "Error rate (%)", "%", max([5.0, *errors.values()])),
+        latency_frame(report.get("series") or []),
+        share_frame(rows),
+        error_frame(rows),
         histogram(report.get("scores") or {}),
         stats_table(rows),
         shadow_table(report.get("shadow_live") or report.get("shadow") or []),
         decision_html(report.get("decision") or {}),
     )
+
+
+def signed_out_views() -> tuple[Any, ...]:
+    return (latency_frame([]), share_frame([]), error_frame([]), signed_out_html(), "", "", "")
 
 
 def build_experiments_tab(service: RerankService, sessions: OperatorSessions) -> gr.Timer:
@@ -68,7 +72,7 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
 
     def refresh(window: float, request: gr.Request) -> tuple[str, ...]:
         if not is_operator(sessions, request):
-            return (signed_out_html(),) + ("",) * 6
+            return signed_out_views()
         return report_views(service.experiment_report(window_s=float(window)))
 
     with gr.Tab(TAB_LABEL, id="experiments") as tab:
@@ -84,14 +88,21 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
             reload = gr.Button("Reload current policy", size="sm", elem_id="ex-reload")
             apply_button = gr.Button("Apply policy", variant="primary", elem_id="ex-apply")
         message = html_view(elem_id="ex-message")
-        window = gr.Slider(60, 3600, value=600, step=60, label="Window (seconds)", elem_id="ex-window")
+        window = gr.Slider(60, 3600, value=600, step=60, label="Window (seconds): the last N seconds, for every figure"
+                           " below", elem_id="ex-window")
         with gr.Row():
-            latency = html_view(elem_id="ex-latency")
-            share = html_view(elem_id="ex-share")
+            latency = gr.LinePlot(latency_frame([]), x="time", y="latency_ms", color="series", height=260,
+                                  title="Latency per version: P50 and P95 (ms)", x_title="time (UTC)",
+                                  y_title="latency (ms)", tooltip="all", elem_id="ex-latency-plot", min_width=300)
+            share = gr.BarPlot(share_frame([]), x="bar", y="percent", color="kind", y_lim=[0, 100], height=260,
+                               title="Traffic share (% of requests in the window)", x_title="version",
+                               y_title="% of requests", tooltip="all", elem_id="ex-share-plot", min_width=300)
         with gr.Row():
-            errors = html_view(elem_id="ex-errors")
+            errors = gr.BarPlot(error_frame([]), x="version", y="error_pct", color="version", height=220,
+                                title="Error rate (% of requests in the window)", x_title="version",
+                                y_title="errors (%)", tooltip="all", elem_id="ex-error-plot", min_width=300)
             scores = html_view(elem_id="ex-scores")
-        stats = html_view(elem_id="ex-stats")
+        stats = html_view(skeleton_html("Loading the experiment report…"), elem_id="ex-stats")
         shadow_view = html_view(elem_id="ex-shadow-view")
         decision = html_view(elem_id="ex-decision")
         winner = gr.Button("Start staged rollout of the winner", variant="primary", elem_id="ex-start")

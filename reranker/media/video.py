@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ DEFAULT_BACKENDS = ("decord", "pyav")
 DECORD_CHUNK = 8
 DECODER_THREADS = 2  # each decoding thread holds full-size frames of its own
 _DECORD_LOG_PREFIX = re.compile(r"^\[[0-9:]+\] \S+:[0-9]+: ")
+
+_log = logging.getLogger(__name__)
 
 
 class _ReaderFailed(Exception):
@@ -134,7 +137,9 @@ def decode_video(
             duration=plan.duration,
             source_fps=plan.native_fps,
         )
-    raise MediaError(f"{what}: not a decodable video ({'; '.join(failures)})")
+    _log.info("%s: no decoder could read the video: %s", what, "; ".join(failures))  # internals stay in the log
+    raise MediaError(f"{what}: not a decodable video: the file is damaged, truncated or not a video"
+                     " (MP4, WebM, MOV, MKV and AVI are read)")
 
 
 def video_from_frames(frames: Sequence[ImageItem], limits: Limits, what: str) -> VideoItem:
@@ -157,6 +162,7 @@ def video_from_frames(frames: Sequence[ImageItem], limits: Limits, what: str) ->
         digest=digest.hexdigest(),
         duration=len(chosen) / FRAME_LIST_FPS,
         source_fps=FRAME_LIST_FPS,
+        from_frames=True,
     )
 
 

@@ -39,6 +39,7 @@ class LoadAttempt:
     ok: bool
     error: str | None
     seconds: float
+    phases: tuple[tuple[str, float], ...] = ()  # e.g. read, to_device, verify, warm_up (seconds)
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ def load_model(
         if _is_set(cancel):
             raise _cancelled(path, attempts)
         step_started = timer.monotonic()
-        model, error = _load_verified(backend, path, placement, version_id)
-        attempts.append(LoadAttempt(placement, model is not None, error, timer.monotonic() - step_started))
+        phases: list[tuple[str, float]] = []
+        model, error = _load_verified(backend, path, placement, version_id, phases, timer)
+        attempts.append(
+            LoadAttempt(placement, model is not None, error, timer.monotonic() - step_started, tuple(phases))
+        )
         if model is not None and _is_set(cancel):
             model.close()
             raise _cancelled(path, attempts)
@@ -119,16 +123,31 @@ def verify_scores(model: Reranker) -> str | None:
 
 
 def _load_verified(
-    backend: Backend, path: Path, placement: Placement, model_id: str
+    backend: Backend, path: Path, placement: Placement, model_id: str,
+    phases: list[tuple[str, float]], timer: Clock,
 ) -> tuple[Reranker | None, str | None]:
+    """Load, verify, warm up; the seconds of each phase (the backend's own first) go into phases."""
+    started = timer.monotonic()
     try:
         model = backend.load(path, placement, model_id)
     except Exception as exc:  # any failure of one step moves the chain on; the reason is kept
         return None, f"load failed: {type(exc).__name__}: {exc}"
+    backend_phases = dict(getattr(model, "load_phases", None) or {})
+    phases.extend(backend_phases.items() or [("load", timer.monotonic() - started)])
+    started = timer.monotonic()
     try:
         problem = verify_scores(model)
     except Exception as exc:
         problem = f"verification failed: {type(exc).__name__}: {exc}"
+    phases.append(("verify", timer.monotonic() - started))
+    warm_up = getattr(model, "warm_up", None)
+    if problem is None and callable(warm_up):
+        started = timer.monotonic()
+        try:
+            warm_up()
+        except Exception as exc:
+            problem = f"warm-up failed: {type(exc).__name__}: {exc}"
+        phases.append(("warm_up", timer.monotonic() - started))
     if problem is None:
         return model, None
     return None, problem + _close_quietly(model)

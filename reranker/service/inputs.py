@@ -6,8 +6,10 @@ from typing import Callable, Protocol, Sequence
 from reranker.cancel import CancelToken
 from reranker.content import Content, ImageItem, VideoItem
 from reranker.errors import InputError, PayloadTooLarge
-from reranker.service.types import MediaRef, RankRequest, RawItem
+from reranker.media.video import video_from_frames
+from reranker.service.types import FrameList, MediaRef, RankRequest, RawItem, VideoRef
 from reranker.settings import Limits
+from reranker.textcheck import check_text
 
 
 class MediaReader(Protocol):
@@ -64,6 +66,13 @@ class InputBuilder:
             )
         if request.top_n is not None and request.top_n < 1:
             raise InputError(f"top_n must be >= 1, got {request.top_n}")
+        if request.instruction is not None:
+            if len(request.instruction) > limits.max_instruction_chars:
+                raise InputError(
+                    f"instruction has {len(request.instruction)} characters; "
+                    f"the limit is {limits.max_instruction_chars} (setting max_instruction_chars)"
+                )
+            check_text(request.instruction, "instruction")
         self._check_item(request.query, "query")
         for i, doc in enumerate(request.documents):
             if _is_blank(doc):
@@ -76,6 +85,8 @@ class InputBuilder:
             raise InputError(
                 f"{what}.text has {len(item.text)} characters; the limit is {limits.max_text_chars}"
             )
+        if item.text is not None:
+            check_text(item.text, f"{what}.text")
         if len(item.images) > limits.max_images_per_item:
             raise InputError(
                 f"{what} has {len(item.images)} images; the limit is {limits.max_images_per_item}"
@@ -84,6 +95,11 @@ class InputBuilder:
             raise InputError(
                 f"{what} has {len(item.videos)} videos; the limit is {limits.max_videos_per_item}"
             )
+        for ref in item.videos:
+            if isinstance(ref, FrameList) and not 1 <= len(ref.frames) <= limits.max_frame_list_frames:
+                raise InputError(
+                    f"{what}.video.frames has {len(ref.frames)} frames; give 1 to {limits.max_frame_list_frames}"
+                )
 
     def build(self, request: RankRequest, cancel: CancelToken | None = None) -> tuple[Content, list[Content]]:
         """Decoded query and documents; stops early (RequestCancelled) once `cancel` is set."""
@@ -106,12 +122,20 @@ class InputBuilder:
             images.append(image)
         videos = []
         for ref in item.videos:
-            video = self._decoder.video(self._bytes(ref, f"{what}.video"), f"{what}.video",
-                                        lambda: token.check(f"{what}.video"))
+            video = self._video(ref, f"{what}.video", lambda: token.check(f"{what}.video"))
             budget.spend(pixels_of(video), f"{what}.video")
             videos.append(video)
         text = item.text if item.text and item.text.strip() else None
         return Content(text=text, images=tuple(images), videos=tuple(videos))
+
+    def _video(self, ref: VideoRef, what: str, check: Callable[[], None]) -> VideoItem:
+        if not isinstance(ref, FrameList):
+            return self._decoder.video(self._bytes(ref, what), what, check)
+        frames = [
+            self._decoder.image(self._bytes(frame, f"{what}.frames[{i}]"), f"{what}.frames[{i}]", check)
+            for i, frame in enumerate(ref.frames)
+        ]
+        return video_from_frames(frames, self._limits, what)
 
     def _bytes(self, ref: MediaRef, what: str) -> bytes:
         return self._reader.read(ref, what)

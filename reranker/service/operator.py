@@ -1,15 +1,12 @@
 """Operator and experiment actions of the facade (credentials checked by the callers' front end)."""
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Any, Sequence
 
 from reranker.control.requeststats import shadow_stats, latency_series, version_stats
-from reranker.errors import InsufficientMemory, ModelLoadError, NotFound, RerankerError
+from reranker.errors import InputError, InsufficientMemory, NotFound, RerankerError
 from reranker.evaluation import load_labelled_set
-from reranker.models.loading import estimate_footprint
-from reranker.models.memory import SystemMemoryProbe
-from reranker.models.registry import detect_backend
+from reranker.service.authlog import tokens_match
 from reranker.service.experiments import Evidence, decide
 from reranker.service.golden import DecodedSet
 from reranker.service.replace import replace_in_place
@@ -19,14 +16,24 @@ if TYPE_CHECKING:
 
 LATENCY_DEFINITION = ("request latency: wall clock from arrival to answer, ms; P50/P95 by linear interpolation "
                       "(the same as /metrics and the rollout's live window)")
-SWAP_HEADROOM = 0.9  # use at most 90% of the free memory for the candidate
 
 
 class OperatorMixin:
     """Mixed into RerankService: hot updates, versions side by side, traffic, experiments."""
 
     def check_admin(self: "RerankService", token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token.strip(), self.admin_token())
+        return tokens_match(token, self.admin_token())
+
+    def check_console_token(self: "RerankService", token: str | None) -> bool:
+        """check_admin for the console's sign-in: a wrong token is logged and audited like the API's."""
+        if self.check_admin(token):
+            return True
+        self.auth_failed("ui", None, "console sign-in", "wrong token" if token else "empty token")
+        return False
+
+    def auth_failed(self: "RerankService", source: str, client: str | None, target: str, reason: str) -> None:
+        """A failed admin authentication (wrong or missing token): logged and audited, rate-limited."""
+        self.auth_failures.record(source, client, target, reason)
 
     def known_model_dirs(self: "RerankService") -> list[str]:
         root = self.settings.models_dir
@@ -44,62 +51,64 @@ class OperatorMixin:
             self.check_room(path)
         except InsufficientMemory as exc:
             if not force_replace:
-                self.store.record_audit(actor, "hot_update", path, "refused", str(exc))
+                self.audit_refusal(actor, "hot_update", path, exc)
                 raise
             return replace_in_place(self, path, actor)
         except RerankerError as exc:
-            self.store.record_audit(actor, "hot_update", path, "refused", str(exc))
+            self.audit_refusal(actor, "hot_update", path, exc)
             raise
         return self.updates.submit(path, plan, mode, actor)
 
     def check_room(self: "RerankService", ref: str) -> None:
-        """Refuse before anything changes when the candidate cannot fit beside the stable version."""
+        """Refuse before anything changes when the candidate cannot be loaded beside the stable one."""
         _, path = self.versions_manager.resolve(ref)  # also reads the manifest: a broken one is named
-        backend = detect_backend(path)
-        probe = SystemMemoryProbe()
-        on_gpu = self.settings.device != "cpu" and bool(probe.gpus())
-        dtype = backend.supported_dtypes("cuda" if on_gpu else "cpu")[0]
-        try:
-            need = estimate_footprint(path, dtype)
-        except RerankerError:
-            raise
-        except Exception as exc:  # e.g. a corrupt safetensors header: refuse with the reason, not a 500
-            raise ModelLoadError(
-                f"cannot read the size of {path.name} from its files: {type(exc).__name__}: {exc}") from exc
-        free = max((g.free_bytes for g in probe.gpus()), default=0) if on_gpu else probe.host_available_bytes()
-        if need > free * SWAP_HEADROOM:
-            raise InsufficientMemory(
-                f"the candidate {path.name} needs ~{need / 2**30:.1f} GiB in {dtype} but only "
-                f"{free / 2**30:.1f} GiB is free beside the serving version: both cannot be loaded at once. "
-                "Re-submit with force_replace=true to replace in place (requests queue while it loads).")
+        self.versions_manager.engines.check_room(path)
 
     def rollout_command(self: "RerankService", command: str, actor: str = "operator") -> None:
         self.updates.command(command, actor)
 
     def load_version(self: "RerankService", path: str, actor: str = "operator") -> str:
+        """Check, record, then start loading; nothing loads unless the audit entry is written."""
         try:
             self.check_room(path)
-            job = self.versions_manager.start_load(path)
+            version, _ = self.versions_manager.resolve(path)
+            self.registry.check_new(version)
         except RerankerError as exc:
-            self.store.record_audit(actor, "load_version", path, "refused", str(exc))
+            self.audit_refusal(actor, "load_version", path, exc)
             raise
-        self.store.record_audit(actor, "load_version", path, "started", job.version)
+        self.store.record_audit(actor, "load_version", path, "started", version)
+        try:
+            job = self.versions_manager.start_load(path)
+        except RerankerError as exc:  # lost a race after the check
+            self.audit_refusal(actor, "load_version", path, exc)
+            raise
         return job.version
 
     def unload_version(self: "RerankService", version: str, actor: str = "operator") -> None:
+        """Check, record, then drain and unload."""
+        try:
+            self.registry.check_unloadable(version)
+        except RerankerError as exc:
+            self.audit_refusal(actor, "unload_version", version, exc)
+            raise
+        self.store.record_audit(actor, "unload_version", version, "ok", "")
         try:
             self.versions_manager.unload(version)
         except RerankerError as exc:
-            self.store.record_audit(actor, "unload_version", version, "refused", str(exc))
+            self.audit_refusal(actor, "unload_version", version, exc)
             raise
-        self.store.record_audit(actor, "unload_version", version, "ok", "")
 
     def start_rollout_of(self: "RerankService", version: str, actor: str = "operator",
                          plan: str | None = "default") -> int:
-        """Roll out a version already loaded beside the stable one, by reloading its directory."""
+        """Roll out a version already loaded beside the stable one, by reloading its directory. A
+        copy without traffic is unloaded first, so memory never holds it twice (no `name~2`)."""
         info = next((v for v in self.versions() if v["id"] == version), None)
         if info is None or not info.get("path"):
             raise NotFound(f"version {version!r} is not loaded")
+        if info.get("stable"):
+            raise InputError(f"version {version!r} already serves as the stable version")
+        if not info.get("share"):
+            self.unload_version(version, actor)
         return self.updates.submit(info["path"], plan, "new-model", actor)
 
     # ---- experiments ---------------------------------------------------------------------

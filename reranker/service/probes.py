@@ -23,9 +23,9 @@ from reranker.clock import Clock
 from reranker.content import Content, Pair
 from reranker.control.livestats import LiveStats
 from reranker.control.registry import Registry
-from reranker.engine import Engine
+from reranker.engine.port import ScoringEngine
 from reranker.errors import NotReady
-from reranker.service.golden import CHUNK_PAIRS
+from reranker.service.golden import CHUNK_PAIRS, score_isolated
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Replay:
 class PairedReplays:
     """EvidenceSampler: one pending replay at most; a worker thread runs them within a budget."""
 
-    def __init__(self, registry: Registry[Engine], live: LiveStats, clock: Clock, budget: float = 0.1,
+    def __init__(self, registry: Registry[ScoringEngine], live: LiveStats, clock: Clock, budget: float = 0.1,
                  max_pairs: int = CHUNK_PAIRS) -> None:
         self._registry, self._live, self._clock = registry, live, clock
         self._budget = min(max(budget, 0.01), 1.0)
@@ -121,7 +121,7 @@ class PairedReplays:
         except Exception as exc:  # a version leaving (rollback, promotion) is nobody's error
             raise _StableFailed(str(exc)) from exc
         try:
-            return engine.score_isolated(chunk, session)[1]
+            return score_isolated(engine, chunk, session)[1]
         except NotReady as exc:
             raise _StableFailed(str(exc)) from exc
         except Exception as exc:

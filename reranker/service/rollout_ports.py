@@ -13,7 +13,7 @@ from reranker.control.plans import Mode
 from reranker.control.policy import TrafficPolicy
 from reranker.control.ports import LoadPhase, LoadStatus
 from reranker.control.registry import Registry, VersionState
-from reranker.engine import Engine
+from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders, LabelledSet
 from reranker.service.golden import DecodedSet
 from reranker.service.versions import LoadJob, VersionManager
@@ -40,15 +40,16 @@ class VersionLoader:
         return LoadStatus(LoadPhase.DONE, progress=1.0, version_id=job.version)
 
     def cancel_load(self) -> None:
+        """Cancel the load; a candidate that finished loading before the cancel is unloaded."""
         job = self._job
         if job is not None:
-            job.cancel.set()
+            self._versions.cancel_job(job)
 
 
 class GoldenSetValidator:
     """GoldenValidator: scores the labelled set on stable and candidate engines in a thread."""
 
-    def __init__(self, registry: Registry[Engine], golden: Callable[[], tuple[LabelledSet, Decoders]],
+    def __init__(self, registry: Registry[ScoringEngine], golden: Callable[[], tuple[LabelledSet, Decoders]],
                  config: GateConfig) -> None:
         self._registry = registry
         self._golden = golden
@@ -117,7 +118,7 @@ class ProcessMemory:
 class DrainingUnloader:
     """Unloader: drains and unloads a version in a background thread."""
 
-    def __init__(self, registry: Registry[Engine], versions: VersionManager, timeout_s: float = 120.0) -> None:
+    def __init__(self, registry: Registry[ScoringEngine], versions: VersionManager, timeout_s: float = 120.0) -> None:
         self._registry = registry
         self._versions = versions
         self._timeout_s = timeout_s

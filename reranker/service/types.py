@@ -8,12 +8,22 @@ MediaRef = str | bytes  # a data: URI, a path inside an allowed media folder, or
 
 
 @dataclass(frozen=True)
+class FrameList:
+    """One video sent as its frames: images, in playing order (timed as 2 fps)."""
+
+    frames: tuple[MediaRef, ...]
+
+
+VideoRef = MediaRef | FrameList  # a video file, or a video given as a list of frames
+
+
+@dataclass(frozen=True)
 class RawItem:
     """A query or document before its media are resolved and decoded."""
 
     text: str | None = None
     images: tuple[MediaRef, ...] = ()
-    videos: tuple[MediaRef, ...] = ()
+    videos: tuple[VideoRef, ...] = ()
 
 
 @dataclass(frozen=True)

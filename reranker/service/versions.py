@@ -10,8 +10,8 @@ from typing import Callable
 from reranker.clock import Clock
 from reranker.control.registry import Registry
 from reranker.control.store import Store, VersionRecord
-from reranker.engine import Engine
-from reranker.engine.devicegate import DeviceGate
+from reranker.engine.embedded import EmbeddedEngines
+from reranker.engine.port import EngineProvider, ScoringEngine
 from reranker.errors import Conflict, ModelLoadError, NotFound
 from reranker.models.loading import LoadResult, load_model
 from reranker.models.memory import return_freed_memory
@@ -33,22 +33,23 @@ class LoadJob:
     done: threading.Event
     error: str | None = None
     thread: threading.Thread | None = None
+    registered: bool = False  # marked ready in the registry: from here on a cancel must unload it
 
 
 class VersionManager:
-    """Loads a model dir into an Engine (fallback chain, verify, warm up) and registers it."""
+    """Opens a model dir as a ready engine (through the engine provider) and registers it."""
 
     def __init__(self, settings: Settings, registry: Registry, store: Store, clock: Clock,
-                 loader: Loader = load_model, download: Callable[[str], str] | None = None) -> None:
+                 loader: Loader = load_model, download: Callable[[str, str], str] | None = None,
+                 engines: EngineProvider | None = None) -> None:
         self._settings = settings
         self._registry = registry
         self._store = store
         self._clock = clock
-        self._loader = loader
+        self.engines: EngineProvider = engines or EmbeddedEngines(settings, clock, loader)
         self._download = download
         self._jobs: dict[str, LoadJob] = {}
-        self._engines: dict[str, Engine] = {}
-        self._device_gates: dict[str, DeviceGate] = {}
+        self._engines: dict[str, ScoringEngine] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> tuple[str, Path]:
@@ -86,22 +87,25 @@ class VersionManager:
         return job
 
     def _run(self, job: LoadJob, on_done: Callable[[LoadJob], None] | None) -> None:
+        engine: ScoringEngine | None = None
         try:
-            result = self._loader(job.path, device_pref=self._settings.device, model_id=job.version,
-                                  cancel=job.cancel)
-            engine = Engine(result.model, self._settings.engine, self._clock,
-                            gate=self._device_gate(result.model.info.device))
-            engine.warm_up()
-            if job.cancel.is_set():
-                engine.close()
-                raise ModelLoadError(f"loading {job.version!r} was cancelled")
-            self._registry.mark_ready(job.version, engine, result.model.info)
-            info = result.model.info
-            with self._lock:
-                self._engines[job.version] = engine
+            engine = self.engines.open(job.version, job.path, job.cancel)
+            info = engine.info
+            # The record first: a version the store cannot hold is not served.
             self._store.save_version(VersionRecord(info.id, str(job.path), info.backend, info.dtype, info.device,
                                                    info.bytes_in_memory, "ready", self._clock.now()))
+            with self._lock:  # the cancel check and the registration are one step (see cancel_job)
+                cancelled = job.cancel.is_set()
+                if not cancelled:
+                    self._registry.mark_ready(job.version, engine, info)
+                    self._engines[job.version] = engine
+                    job.registered = True
+            if cancelled:
+                self._safe_state(job.version, "cancelled")
+                raise ModelLoadError(f"loading {job.version!r} was cancelled")
         except Exception as exc:  # any failure is reported on the job, never raised into the thread
+            if engine is not None and not job.registered:
+                engine.close()  # cancelled, or its record could not be written: free it now
             job.error = str(exc) or type(exc).__name__
             log.warning("loading %s failed: %s", job.version, job.error)
             self._registry.mark_failed(job.version, job.error)
@@ -114,11 +118,6 @@ class VersionManager:
             finally:
                 job.done.set()
 
-    def _device_gate(self, device: str) -> DeviceGate:
-        """One gate per device: versions sharing it run their forward passes one at a time."""
-        with self._lock:
-            return self._device_gates.setdefault(device, DeviceGate())
-
     def cancel(self, version: str) -> bool:
         with self._lock:
             job = self._jobs.get(version)
@@ -126,6 +125,31 @@ class VersionManager:
             return False
         job.cancel.set()
         return True
+
+    def cancel_job(self, job: LoadJob) -> None:
+        """Stop a load and free whatever it produced, however far it got.
+
+        Before registration the load thread sees the flag and closes its engine; once the version
+        is registered (the load won the race), it is drained and unloaded in the background.
+        """
+        with self._lock:
+            job.cancel.set()
+            registered = job.registered
+        if registered:
+            threading.Thread(target=self._unload_cancelled, args=(job.version,),
+                             name=f"unload-cancelled-{job.version}", daemon=True).start()
+
+    def _unload_cancelled(self, version: str) -> None:
+        try:
+            self.unload(version)
+        except Exception as exc:  # noqa: BLE001 - reported; the operator can still unload it
+            log.warning("unloading the cancelled candidate %s failed: %s", version, exc)
+
+    def _safe_state(self, version: str, state: str) -> None:
+        try:
+            self._store.set_version_state(version, state)
+        except Exception as exc:  # noqa: BLE001 - the versions table is informational
+            log.warning("could not record %s as %s: %s", version, state, exc)
 
     def unload(self, version: str, timeout_s: float = 60.0) -> None:
         if version not in {v.id for v in self._registry.list()}:
@@ -153,3 +177,4 @@ class VersionManager:
             job.cancel.set()
         for engine in engines:
             engine.close()
+        self.engines.close()

@@ -33,7 +33,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`python app.py` on mini-v1 with JSON logs; yields (url, log file)."""
     if not CLIENT_PYTHON.exists():
         pytest.fail(f"{CLIENT_PYTHON} is missing: run `bash scripts/setup.sh --test` (./test.sh does)")
     folder = tmp_path_factory.mktemp("clients-server")
@@ -42,7 +43,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "app.py", "--model", "models/mini-v1", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(folder / "data"), "--admin-token", "t"],
+             "--data-dir", str(folder / "data"), "--admin-token", "t", "--log-format", "json"],
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -58,7 +59,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"app.py not ready after {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.3)
-        yield url
+        yield url, log
     finally:
         process.terminate()
         try:
@@ -66,6 +67,11 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server_url(server: tuple[str, Path]) -> str:
+    return server[0]
 
 
 def drive(url: str, scenario: str) -> Any:
@@ -144,3 +150,23 @@ def test_http_semantics_with_the_gradio_ui_mounted(server_url: str) -> None:
     assert echoed.headers["x-request-id"] == "probe-7"
     assert httpx.get(f"{server_url}/v1/models/mini-v1").json()["state"] == "serving"
     assert httpx.get(f"{server_url}/").status_code == 200  # the console still answers at /
+
+
+def test_json_logs_one_format_and_an_access_line_per_request(server: tuple[str, Path]) -> None:
+    url, log = server
+    answer = httpx.post(f"{url}/v1/rerank", json={"query": "a cat", "documents": ["a tabby cat"]},
+                        headers={"X-Request-Id": "json-log-1"})
+    assert answer.status_code == 200
+    assert httpx.get(f"{url}/v1/nope").status_code == 404
+    deadline = time.monotonic() + 10
+    while "json-log-1" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    access = [r for r in records if r["logger"] == "uvicorn.access"]
+    [ranked] = [r for r in access if r["request_id"] == "json-log-1"]
+    assert (ranked["method"], ranked["path"], ranked["status"], ranked["version"]) == \
+        ("POST", "/v1/rerank", 200, "mini-v1")
+    assert ranked["latency_ms"] > 0
+    assert any(r["path"] == "/v1/nope" and r["status"] == 404 for r in access)
+    assert any("Serving on" in r["message"] for r in records)

@@ -34,7 +34,13 @@ class Server:
 
 
 def open_tab(page: Page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
+    """Clicks the tab; on a narrow screen Gradio moves tabs that do not fit into a "More tabs" menu."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.count() and tab.is_visible():
+        tab.click()
+        return
+    page.get_by_role("button", name="More tabs").click()
+    page.get_by_role("button", name=name, exact=True).click()
 
 
 def sign_in(page: Page, token: str) -> None:

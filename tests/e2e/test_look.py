@@ -23,6 +23,7 @@ def _page(browser: Browser, server: Server, size: str, scheme: str) -> Iterator[
     width, height = SIZES[size]
     context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
     page = context.new_page()
+    page.set_default_timeout(60_000)
     page.goto(server.url)
     page.wait_for_selector("[data-testid=banner]")
     yield page

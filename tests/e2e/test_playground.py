@@ -68,3 +68,36 @@ def test_bad_input_shows_a_clear_message(page: Page, tmp_path: Path) -> None:
     page.locator("#pg-rank").click()
     expect(page.locator("[data-testid=error]")).to_contain_text("documents[0]")
     expect(page.locator("[data-testid=results]")).to_have_count(0)
+
+
+def test_results_go_stale_when_inputs_change_and_the_instruction_note_shows(page: Page) -> None:
+    page.locator("#pg-example-0").click()
+    page.get_by_text("Options", exact=True).click()
+    page.locator("#pg-instruction textarea").fill("Prefer photos")
+    page.locator("#pg-rank").click()
+    view = page.locator("#pg-results .rr-results")
+    expect(view).to_have_attribute("data-stale", "false")
+    expect(page.locator("[data-testid=instruction-ignored]")).to_contain_text("ignores the instruction")
+    page.locator("#pg-query-text textarea").fill("a rocket launch")
+    expect(view).to_have_attribute("data-stale", "true")
+    expect(page.locator("[data-testid=stale-note]")).to_be_visible()
+
+
+def test_a_non_image_as_query_image_is_cleared_and_later_ranks_work(page: Page, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.png"
+    notes.write_text("these are meeting notes, not an image")
+    page.locator("#pg-query-text textarea").fill("a cat")
+    page.locator("#pg-doc-lines textarea").fill("a sleeping cat\nstock markets")
+    page.locator("#pg-add-many").click()
+    page.locator("#pg-query-image input[type=file]").set_input_files(str(notes))
+    expect(page.get_by_text("is not an image this page can read")).to_be_visible()
+    page.locator("#pg-rank").click()
+    expect(page.locator("[data-testid=results] li")).to_have_count(2)
+    expect(page.locator("[data-testid=error]")).to_have_count(0)
+
+
+def test_more_than_the_document_limit_is_refused_when_added(page: Page) -> None:
+    page.locator("#pg-doc-lines textarea").fill("\n".join(f"document {i}" for i in range(101)))
+    page.locator("#pg-add-many").click()
+    expect(page.get_by_text("the limit is 100")).to_be_visible()
+    expect(page.locator("[data-testid=documents]")).to_have_count(0)

@@ -27,6 +27,10 @@ class EncodedPair:
     input_ids: np.ndarray  # int64, unpadded
     images: tuple[VisualInput, ...]
     videos: tuple[VisualInput, ...]
+    group: str = ""  # pairs with one group share instruction + query, hence a token prefix
+    prefix_limit: int = 0  # tokens before the first document vision token (or the last token)
+    query_images: int = 0  # the first query_images images and query_videos videos are the query's
+    query_videos: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -43,28 +47,48 @@ class PairEncoder:
         self.image_pad_id = int(tokenizer.convert_tokens_to_ids(IMAGE_PAD))
         self.video_pad_id = int(tokenizer.convert_tokens_to_ids(VIDEO_PAD))
 
-    def encode_all(self, pairs: Sequence[Pair]) -> list[EncodedPair]:
-        """Encode pairs; media shared between pairs (e.g. the query's) are preprocessed once."""
-        sides: dict[str, SideVisuals] = {}
-        encoded = []
-        for index, pair in enumerate(pairs):
+    def encode_all(self, pairs: Sequence[Pair], sides: dict[str, SideVisuals] | None = None,
+                   first_index: int = 0) -> list[EncodedPair]:
+        """Encode pairs; media shared between pairs (e.g. the query's) are preprocessed once
+        (per call, or across calls that pass the same `sides`). The prompts are tokenized in one
+        batch call (the fast tokenizer spreads it over threads, outside the GIL)."""
+        cache: dict[str, SideVisuals] = {} if sides is None else sides
+        rendered = []
+        for index, pair in enumerate(pairs, start=first_index):
             try:
-                encoded.append(self.encode(pair, sides))
+                rendered.append(self._render(pair, cache))
             except InputError as exc:
                 raise type(exc)(f"pair {index}: {exc}") from exc
-        return encoded
+        if not rendered:
+            return []
+        token_ids = self._tokenizer([text for text, _, _ in rendered], add_special_tokens=False)["input_ids"]
+        return [self._encoded(pair, ids, query, document)
+                for pair, ids, (_, query, document) in zip(pairs, token_ids, rendered)]
 
     def encode(self, pair: Pair, sides: dict[str, SideVisuals] | None = None) -> EncodedPair:
-        cache = {} if sides is None else sides
+        text, query, document = self._render(pair, {} if sides is None else sides)
+        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._encoded(pair, ids, query, document)
+
+    def _render(self, pair: Pair, cache: dict[str, SideVisuals]) -> tuple[str, SideVisuals, SideVisuals]:
         query = side_visuals(pair.query, cache)
         document = side_visuals(pair.document, cache)
-        text = render_prompt(pair, query, document)
-        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids = truncate(ids, self._special_ids, self._max_length)
+        return render_prompt(pair, query, document), query, document
+
+    def _encoded(self, pair: Pair, token_ids: Sequence[int], query: SideVisuals, document: SideVisuals) -> EncodedPair:
+        ids = np.asarray(truncate(token_ids, self._special_ids, self._max_length), dtype=np.int64)
+        query_pads = sum(v.num_tokens for v in query.images + query.videos)
+        pads = np.flatnonzero((ids == self.image_pad_id) | (ids == self.video_pad_id))
+        limit = int(pads[query_pads]) if len(pads) > query_pads else len(ids) - 1
+        group = f"{pair.instruction or ''}\0{pair.query.digest}"
         return EncodedPair(
-            np.asarray(ids, dtype=np.int64),
+            ids,
             query.images + document.images,
             query.videos + document.videos,
+            group=group,
+            prefix_limit=min(limit, len(ids) - 1),
+            query_images=len(query.images),
+            query_videos=len(query.videos),
         )
 
     def collate(self, batch: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:

@@ -6,8 +6,13 @@ the HF processor with `do_resize=False`, so the math here is:
 `(x - 127.5) / 127.5` is what the HF fast processors compute for rescale 1/255 followed by
 normalise with mean = std = 0.5 (they fuse both into one normalise). The patch order is the one
 of Qwen2VLImageProcessor / Qwen3VLVideoProcessor: (t, h/2, w/2, 2, 2) patches, each flattened as
-(channel, temporal 2, 16, 16). Video frames are resized with PIL bicubic; the reference uses
-torchvision's antialiased bicubic on uint8, which is built to reproduce PIL's filter.
+(channel, temporal 2, 16, 16).
+
+Videos (qwen-vl-utils >= 0.0.14) are resized by torchvision's tensor resize, which is NOT PIL:
+float32 bicubic with antialias, clamped to [0, 255] and rounded (`resize_clip`, the same
+`torch.nn.functional.interpolate` call torchvision makes). A video given as a list of frames
+first sends every frame through the image rule with PIL bicubic (`fetch_image`), then the clip
+through the video rule: 320x240 frames become 320x256, then 416x352.
 """
 from __future__ import annotations
 
@@ -99,6 +104,24 @@ def resized_rgb(image: Image.Image, height: int, width: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
+CLIP_CHUNK_FRAMES = 8  # frames resized per interpolate call: bounds the float32 copy
+
+
+def resize_clip(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, height, width, 3) uint8 as torchvision's tensor resize does it:
+    float32 bicubic with antialias (align_corners=False), clamp to [0, 255], round half to even."""
+    if frames.shape[1:3] == (height, width):
+        return frames
+    out = np.empty((frames.shape[0], height, width, 3), dtype=np.uint8)
+    for start in range(0, frames.shape[0], CLIP_CHUNK_FRAMES):
+        chunk = torch.from_numpy(frames[start:start + CLIP_CHUNK_FRAMES]).permute(0, 3, 1, 2).float()
+        resized = torch.nn.functional.interpolate(
+            chunk, size=(height, width), mode="bicubic", align_corners=False, antialias=True
+        )
+        out[start:start + CLIP_CHUNK_FRAMES] = resized.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
 def normalize(patches: torch.Tensor) -> torch.Tensor:
     """uint8 patches -> float32 (x - 127.5) / 127.5, i.e. rescale 1/255 then mean = std = 0.5.
 
@@ -149,24 +172,36 @@ def prepare_image(item: ImageItem) -> VisualInput:
 def prepare_video(item: VideoItem) -> VisualInput:
     """A clip: frames padded to an even count (last frame repeated), resized, patchified.
 
-    The timestamp of each frame pair is the mean of its two frames' times (transformers 4.57).
+    A frame list (item.from_frames) first goes frame by frame through the image rule (PIL
+    bicubic); then every clip goes through the video rule (resize_clip). The timestamp of each
+    frame pair is the mean of its two frames' times (transformers 4.57).
     """
     if not item.frames:
         raise MediaError(f"video {item.digest[:12]} has no frames")
-    frames = list(item.frames)
+    for frame in item.frames:
+        _check_frame(frame, item.digest)
+    frames = [image_rule(f) for f in item.frames] if item.from_frames else list(item.frames)
     times = list(item.timestamps)
     if len(frames) % TEMPORAL_PATCH:
         frames.append(frames[-1])
         times.append(times[-1])
     height, width = frames[0].shape[:2]
+    if any(f.shape[:2] != (height, width) for f in frames):
+        raise MediaError(f"video {item.digest[:12]} frames differ in size")
     target_h, target_w = video_frame_size(height, width, len(frames))
-    stacked = np.stack([resized_rgb(_frame_image(f, item.digest), target_h, target_w) for f in frames])
-    pixel_values, grid = patchify(stacked)
+    pixel_values, grid = patchify(resize_clip(np.stack(frames), target_h, target_w))
     pair_times = tuple((times[i] + times[i + 1]) / 2 for i in range(0, len(times), TEMPORAL_PATCH))
     return VisualInput(pixel_values, grid, pair_times)
 
 
-def _frame_image(frame: np.ndarray, digest: str) -> Image.Image:
+def image_rule(frame: np.ndarray) -> np.ndarray:
+    """One frame of a frame list through the image rule (qwen-vl-utils fetch_image): smart_resize
+    with the image limits, PIL bicubic."""
+    height, width = frame.shape[:2]
+    target_h, target_w = smart_resize(height, width)
+    return resized_rgb(Image.fromarray(frame), target_h, target_w)
+
+
+def _check_frame(frame: np.ndarray, digest: str) -> None:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise MediaError(f"video {digest[:12]} frame must be HxWx3 uint8, got {frame.shape} {frame.dtype}")
-    return Image.fromarray(frame)
