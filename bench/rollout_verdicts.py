@@ -198,7 +198,8 @@ def report(runs: list[Run]) -> None:
     for run in runs:
         groups[(run.scenario, run.users)].append(run)
     for (scenario, users), group in groups.items():
-        count = lambda *names: sum(1 for r in group if r.outcome in names)  # noqa: E731
+        def count(*names: str, runs: list[Run] = group) -> int:
+            return sum(1 for r in runs if r.outcome in names)
         seconds = sorted(r.seconds for r in group)
         print(f"| {scenario} | {users} | {SCENARIOS[scenario][2]} | {count('promoted')} | "
               f"{count('rolled_back', 'failed')} | {count('held', 'timed out', 'cancelled')} | "

@@ -9,7 +9,7 @@ import math
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Sequence, TypeVar
+from typing import Callable, Hashable, Iterable, TypeVar
 
 from reranker.control.measures import percentile
 from reranker.control.store import Store
