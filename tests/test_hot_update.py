@@ -142,7 +142,7 @@ class Load:
         return sum(len(v) for v in self.versions.values())
 
 
-def wait_for(service: RerankService, states: set[str], timeout_s: float = 90.0,
+def wait_for(service: RerankService, states: set[str], timeout_s: float = 240.0,
              on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
