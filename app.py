@@ -73,7 +73,11 @@ def main(argv: list[str]) -> int:
         token = secrets.token_urlsafe(24)
         settings = settings.with_(admin_token=token)
         log.info("Admin token (operator actions; set RERANKER_ADMIN_TOKEN to fix it): %s", token)
-    app, _ = build_app(settings, token)
+    try:
+        app, _ = build_app(settings, token)
+    except RerankerError as exc:  # e.g. a read-only data directory: one line, no traceback
+        print(f"app.py: {exc}", file=sys.stderr)
+        return 3
 
     from reranker.server import server_for
 
@@ -82,5 +86,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `reranker-console` command (pyproject.toml): the same as `python app.py`."""
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    cli()

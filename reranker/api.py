@@ -1,6 +1,8 @@
 """REST routes (FastAPI). Every route is a thin call into the service facade."""
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -10,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reranker.api_docs import bound_documents, offline_app
-from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor
+from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor, admin_route_class
 from reranker.api_observe import ObserveMiddleware
 from reranker.api_admin_models import (
     AuditLog, ExperimentReport, ModelList, ModelView, StatusView, TrafficView, UpdateAccepted, VersionAccepted,
@@ -23,11 +25,12 @@ from reranker.api_models import (
     CompareBody, CompareResponse, ErrorResponse, RerankBody, RerankResponse, RerankV2Response, ScoreBody,
     ScoreResponse, UpdateBody, VersionBody,
 )
-from reranker.api_work import run_bounded
+from reranker.api_work import EarlyRefusalMiddleware, run_bounded
 from reranker.errors import NotFound, Overloaded, RerankerError
 from reranker.service import RerankService
 from reranker.service.types import RankResult
 
+log = logging.getLogger(__name__)
 MAX_AUDIT_ROWS = 1000
 MAX_WINDOW_S = 30 * 86_400.0
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -157,10 +160,12 @@ def public_routes(service: RerankService) -> APIRouter:
 
     @router.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
     async def readyz() -> Response:
-        """A model version is serving."""
-        if service.is_ready():
+        """A model version is serving and the data directory takes writes (no SQLite I/O here:
+        failed writes and the store file are checked at once, the write probe runs in a thread)."""
+        problem = service.readiness()
+        if problem is None:
             return JSONResponse({"status": "ready", "stable": service.stable_version()})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
 
     @router.get("/metrics", tags=["health"], response_class=PlainTextResponse, responses=METRICS_CONTENT)
     def metrics(http: Request) -> Response:
@@ -175,7 +180,7 @@ def public_routes(service: RerankService) -> APIRouter:
 
 
 def admin_routes(service: RerankService) -> APIRouter:
-    router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+    router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS, route_class=admin_route_class(service))
     actor = admin_actor(service)
 
     @router.post("/updates", status_code=202, response_model=UpdateAccepted)
@@ -257,6 +262,7 @@ def create_api(service: RerankService, max_request_bytes: int, observe: bool = T
     routers = [public_routes(service), admin_routes(service)]
     app.add_middleware(MethodGuardMiddleware,
                        routes=lambda: [*app.router.routes, *(r for router in routers for r in router.routes)])
+    app.add_middleware(EarlyRefusalMiddleware, pool=service.work, on_refuse=service.metrics.overloaded.inc)
     if observe:  # app.py passes False and adds it outermost, around the console's guards too
         app.add_middleware(ObserveMiddleware, metrics=service.metrics)
 
@@ -277,6 +283,15 @@ def create_api(service: RerankService, max_request_bytes: int, observe: bool = T
     @app.exception_handler(RequestValidationError)
     def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_body(422, _validation_message(exc), "ValidationError")
+
+    @app.exception_handler(Exception)
+    def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        """The last resort: a JSON 500 with an id to find the traceback in the server log, never the
+        traceback itself. Each cause found gets its own 4xx; this only keeps the shape."""
+        error_id = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        return _error_body(500, f"internal error (id {error_id}); the server log has the details", "InternalError")
 
     for router in routers:
         app.include_router(router)

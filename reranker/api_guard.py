@@ -1,37 +1,72 @@
 """Request guards: the body-size limit and the admin bearer token."""
 from __future__ import annotations
 
-import hmac
 import json
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Coroutine, Protocol, Sequence
 
-from fastapi import Depends, Header
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Header, Request, Response
 from fastapi.exceptions import HTTPException
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+UNAUTHORIZED = "missing or wrong admin token: send 'Authorization: Bearer <RERANKER_ADMIN_TOKEN>'"
+
 
 class TokenChecker(Protocol):
-    def admin_token(self) -> str: ...
+    def check_admin(self, token: str | None) -> bool: ...
+
+    def auth_failed(self, source: str, client: str | None, target: str, reason: str) -> None: ...
+
+
+def authenticate(service: TokenChecker, request: Request) -> str:
+    """The actor name of a request with the admin bearer token; HTTP 401 (logged, audited) otherwise."""
+    header = request.headers.get("authorization")
+    scheme, _, token = (header or "").partition(" ")
+    if header is None:
+        reason = "no Authorization header"
+    elif scheme.lower() != "bearer":
+        reason = "Authorization is not a Bearer token"
+    elif not service.check_admin(token):
+        reason = "wrong token"
+    else:
+        who = request.headers.get("x-actor")
+        return f"api:{who}" if who else "api"
+    service.auth_failed("api", request.client.host if request.client else None,
+                        f"{request.method} {request.url.path}", reason)
+    raise HTTPException(status_code=401, detail=UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+
+
+def admin_route_class(service: TokenChecker) -> type[APIRoute]:
+    """Routes that check the token before anything else, body parsing included: a caller without
+    the token learns nothing from a 422 about the body."""
+
+    class AdminRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def guarded(request: Request) -> Response:
+                request.state.admin_actor = authenticate(service, request)
+                return await handler(request)
+
+            return guarded
+
+    return AdminRoute
 
 
 def admin_actor(service: TokenChecker) -> Callable[..., str]:
-    """A FastAPI dependency: checks `Authorization: Bearer <token>`, returns the actor name."""
+    """A FastAPI dependency: the actor name of an authenticated admin request."""
 
+    # Declared for the OpenAPI schema (a bearer securityScheme and the X-Actor header); the check
+    # itself ran in AdminRoute, before the body was parsed.
     bearer = HTTPBearer(auto_error=False, scheme_name="adminToken",
                         description="The admin token: --admin-token / RERANKER_ADMIN_TOKEN, or the one app.py printed.")
 
-    def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
               x_actor: str | None = Header(default=None)) -> str:
-        token = credentials.credentials if credentials is not None else ""
-        if credentials is None or not hmac.compare_digest(token.strip().encode(), service.admin_token().encode()):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong admin token: send 'Authorization: Bearer <RERANKER_ADMIN_TOKEN>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return f"api:{x_actor}" if x_actor else "api"
+        known = getattr(request.state, "admin_actor", None)
+        return known if known is not None else authenticate(service, request)
 
     return check
 

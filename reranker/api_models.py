@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
 from reranker.service.types import FrameList, RawItem, VideoRef
+from reranker.textcheck import MAX_PATH_CHARS
 
 
 class VideoFrames(BaseModel):
@@ -203,9 +204,12 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
+MODEL_PATH = Field(max_length=MAX_PATH_CHARS, description="A model directory, a name under --models-dir, or a hub id.")
+
+
 class UpdateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: StrictStr
+    path: StrictStr = MODEL_PATH
     plan: StrictStr | list[dict[str, Any]] | None = Field(
         default=None, description="'default', 'demo', or a list of stages {share, seconds?, ramp?}."
     )
@@ -218,4 +222,4 @@ class UpdateBody(BaseModel):
 
 class VersionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: StrictStr
+    path: StrictStr = MODEL_PATH

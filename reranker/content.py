@@ -58,7 +58,8 @@ class Content:
 
     def __post_init__(self) -> None:
         h = hashlib.sha256()
-        h.update(b"T" + (self.text or "").encode("utf-8") + b"\0")
+        # surrogatepass: a lone surrogate (refused by the input checks) must never crash hashing
+        h.update(b"T" + (self.text or "").encode("utf-8", "surrogatepass") + b"\0")
         for item in self.images:
             h.update(b"I" + item.digest.encode("ascii"))
         for item in self.videos:

@@ -82,3 +82,9 @@ class ModelLoadError(RerankerError):
 
 class InsufficientMemory(ModelLoadError):
     """Not enough free memory to load a model (estimated before loading)."""
+
+
+class StoreUnavailable(RerankerError):
+    """The data directory cannot be written (disk full, read-only, file gone): nothing was changed."""
+
+    status_code = 503

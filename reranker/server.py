@@ -34,26 +34,47 @@ class ConnectionBounds:
     read_timeout_s: float  # longest gap between two pieces of a request body
 
 
+class WaitingConnections:
+    """One server's connections that wait for a request head, longest waiting first (O(1) each)."""
+
+    def __init__(self) -> None:
+        self._order: dict[GuardedH11Protocol, None] = {}
+
+    def add(self, connection: GuardedH11Protocol) -> None:
+        if connection not in self._order:
+            self._order[connection] = None
+
+    def discard(self, connection: GuardedH11Protocol) -> None:
+        self._order.pop(connection, None)
+
+    def oldest_other_than(self, connection: GuardedH11Protocol) -> GuardedH11Protocol | None:
+        for candidate in self._order:
+            if candidate is not connection and not candidate.transport.is_closing():
+                return candidate
+        return None
+
+
 class GuardedH11Protocol(H11Protocol):
     """H11Protocol plus a request-head timeout, a body read timeout and a connection cap."""
 
     bounds = ConnectionBounds(max_connections=2000, head_timeout_s=10.0, read_timeout_s=10.0)
+    waiting = WaitingConnections()  # replaced by a fresh one per server in server_for()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.access_log = False  # reranker.api_observe writes the access line (request id, version, latency)
         self._read_timer: asyncio.TimerHandle | None = None
-        self._waiting_since = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._waiting_since = self.loop.time()
+        self.waiting.add(self)
         self._arm(self.bounds.head_timeout_s)
         if len(self.connections) > self.bounds.max_connections:
             self._make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.waiting.discard(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -68,15 +89,18 @@ class GuardedH11Protocol(H11Protocol):
         """Time what the client still owes: the rest of a request head, or of a body."""
         if self.transport.is_closing():
             self._disarm()
+            self.waiting.discard(self)
             return
         state = self.conn.their_state
         if state is h11.IDLE:
+            self.waiting.add(self)
             # between requests uvicorn's keep-alive timer runs; once bytes of a new head arrive
             # (which cancels it) the head has head_timeout_s to complete
             if self._read_timer is None and self.timeout_keep_alive_task is None:
-                self._waiting_since = self.loop.time()
                 self._arm(self.bounds.head_timeout_s)
-        elif state is h11.SEND_BODY:
+            return
+        self.waiting.discard(self)
+        if state is h11.SEND_BODY:
             self._disarm()
             if not self.flow.read_paused:
                 self._arm(self.bounds.read_timeout_s)
@@ -101,14 +125,10 @@ class GuardedH11Protocol(H11Protocol):
         if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
             self.transport.close()
 
-    def _idle(self) -> bool:
-        return self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
-
     def _make_room(self) -> None:
         """Over the cap: close the connection waiting longest for a request head, else this one."""
-        waiting = [c for c in self.connections if isinstance(c, GuardedH11Protocol) and c is not self and c._idle()
-                   and not c.transport.is_closing()]
-        victim = min(waiting, key=lambda c: c._waiting_since, default=self)
+        victim = self.waiting.oldest_other_than(self) or self
+        self.waiting.discard(victim)
         victim.transport.close()
 
 
@@ -136,11 +156,14 @@ def _hard_exit(after_s: float) -> None:
 
 
 def server_for(app: Any, host: str, port: int, bounds: ServerSettings) -> BoundedServer:
-    protocol = type("BoundedH11Protocol", (GuardedH11Protocol,), {"bounds": ConnectionBounds(
-        max_connections=bounds.max_connections,
-        head_timeout_s=bounds.header_timeout_s,
-        read_timeout_s=bounds.header_timeout_s,
-    )})
+    protocol = type("BoundedH11Protocol", (GuardedH11Protocol,), {
+        "bounds": ConnectionBounds(
+            max_connections=bounds.max_connections,
+            head_timeout_s=bounds.header_timeout_s,
+            read_timeout_s=bounds.header_timeout_s,
+        ),
+        "waiting": WaitingConnections(),
+    })
     config = uvicorn.Config(
         app, host=host, port=port,
         # reranker.logs configures logging (levels, one format); uvicorn's own access lines are off
@@ -149,8 +172,10 @@ def server_for(app: Any, host: str, port: int, bounds: ServerSettings) -> Bounde
         http=protocol,
         timeout_keep_alive=max(1, round(bounds.keep_alive_s)),
         h11_max_incomplete_event_size=bounds.max_header_bytes,
-        # the protocol keeps connections <= max_connections; this also caps running requests
-        limit_concurrency=bounds.max_connections + 1,
+        # GuardedH11Protocol keeps connections at max_connections by closing the idlest; uvicorn's own
+        # cap (503 once connections or tasks reach it) is only a backstop above that, so a probe
+        # arriving while an evicted connection is still closing is not refused
+        limit_concurrency=2 * bounds.max_connections,
         timeout_graceful_shutdown=max(1, round(bounds.shutdown_timeout_s)),
         backlog=min(2048, bounds.max_connections),
     )

@@ -5,6 +5,7 @@ import argparse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
+from urllib.parse import urlsplit
 
 from reranker.errors import InputError
 
@@ -15,6 +16,7 @@ class Limits:
 
     max_documents: int = 100
     max_text_chars: int = 20_000
+    max_instruction_chars: int = 2_000  # the task instruction of one request
     max_images_per_item: int = 4
     max_videos_per_item: int = 1
     max_image_pixels: int = 40_000_000  # source width x height (from the header), images and video frames
@@ -88,6 +90,7 @@ class Settings:
     media_url_timeout_s: float = 10.0  # whole fetch of one media URL
     gate_latency_ratio: float = 1.15  # candidate P95 model time <= ratio x stable's
     gate_min_samples: int = 50  # requests per version before the latency and error gates decide
+    max_policy_rules: int = 100  # attribute rules in one traffic policy
     golden_set: Path = Path("assets/examples/labelled_set.json")
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -109,6 +112,7 @@ ENV_NAMES = {
     "device": "RERANKER_DEVICE",
     "webhook_url": "RERANKER_WEBHOOK_URL",
     "max_documents": "RERANKER_MAX_DOCUMENTS",
+    "max_instruction_chars": "RERANKER_MAX_INSTRUCTION_CHARS",
     "max_image_pixels": "RERANKER_MAX_IMAGE_PIXELS",
     "max_media_bytes": "RERANKER_MAX_MEDIA_BYTES",
     "max_request_bytes": "RERANKER_MAX_REQUEST_BYTES",
@@ -163,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"[{ENV_NAMES['device']}]")
     p.add_argument("--webhook-url", help=f"alerts are POSTed here [{ENV_NAMES['webhook_url']}]")
     p.add_argument("--max-documents", type=int, help=f"[{ENV_NAMES['max_documents']}]")
+    p.add_argument("--max-instruction-chars", type=int, help=f"[{ENV_NAMES['max_instruction_chars']}]")
     p.add_argument("--max-image-pixels", type=int, help=f"source pixels of an image or frame [{ENV_NAMES['max_image_pixels']}]")
     p.add_argument("--max-decoded-pixels", type=int,
                    help=f"pixels one image or frame is scaled down to [{ENV_NAMES['max_decoded_pixels']}]")
@@ -246,6 +251,23 @@ def _number(raw: str | int | float | None, key: str, kind: type) -> int | float 
     return value
 
 
+def webhook_url(raw: str | None) -> str | None:
+    """The alert webhook: an http:// or https:// URL with a host, or None. urllib would also open
+    file:, ftp: and data: URLs, so anything else is refused when the settings are read."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        parts = urlsplit(raw.strip())
+        scheme, host, _ = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:  # e.g. "http://[::1" or a port out of range
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        raise InputError(
+            f"setting webhook_url must be an http:// or https:// URL with a host, got {raw.strip()[:200]!r}"
+        )
+    return raw.strip()
+
+
 def _log_format(raw: str) -> str:
     if raw not in ("text", "json"):
         raise InputError(f"setting log_format must be 'text' or 'json', got {raw!r}")
@@ -260,6 +282,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     limit_changes = {}
     for key, kind in (
         ("max_documents", int),
+        ("max_instruction_chars", int),
         ("max_image_pixels", int),
         ("max_decoded_pixels", int),
         ("max_video_pixels", int),
@@ -290,7 +313,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         media_dirs=tuple(Path(d).resolve() for d in media_raw),
         admin_token=_pick(args, env, "admin_token"),
         device=_pick(args, env, "device") or base.device,
-        webhook_url=_pick(args, env, "webhook_url"),
+        webhook_url=webhook_url(_pick(args, env, "webhook_url")),
         request_log_rows=int(log_rows) if log_rows is not None else base.request_log_rows,
         rollout_time_scale=float(time_scale) if time_scale is not None else base.rollout_time_scale,
         gate_latency_ratio=float(ratio) if ratio is not None else base.gate_latency_ratio,

@@ -178,7 +178,7 @@ def bad_checkpoint(kind: str, folder: Path) -> str:
 
 
 @pytest.mark.parametrize(("kind", "message"), [
-    ("missing", r"model '.*no-such-model' not found"),
+    ("missing", r"model path '.*no-such-model' not found"),
     ("broken manifest", r"reranker\.json is not readable JSON"),
     ("unknown classifier", r"bad value for 'classifiers': \['efficientnet-lite9'\]"),
     ("garbage weights", r"cannot read the size of qwen-garbage"),

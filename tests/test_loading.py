@@ -176,25 +176,32 @@ def test_hub_id_is_refused_unless_on_disk(tmp_path: Path) -> None:
     )
 
 
-def test_hub_id_is_downloaded_only_when_allowed(tmp_path: Path) -> None:
+def test_hub_id_is_downloaded_only_when_allowed_and_pinned(tmp_path: Path) -> None:
     models_dir, cache, fetched = tmp_path / "models", tmp_path / "hf-cache", tmp_path / "fetched"
     models_dir.mkdir()
     cache.mkdir()
     fetched.mkdir()
-    asked: list[str] = []
+    asked: list[tuple[str, str]] = []
+    commit = "0123456789abcdef0123456789abcdef01234567"
 
-    def download(hub_id: str) -> str:
-        asked.append(hub_id)
+    def download(hub_id: str, revision: str) -> str:
+        asked.append((hub_id, revision))
         return str(fetched)
 
-    assert resolve_model_ref("Qwen/Qwen3-VL-Reranker-2B", models_dir, hub_cache=cache, download=download) == fetched
-    assert asked == ["Qwen/Qwen3-VL-Reranker-2B"]
+    pinned = f"Qwen/Qwen3-VL-Reranker-2B@{commit}"
+    assert resolve_model_ref(pinned, models_dir, hub_cache=cache, download=download) == fetched
+    assert asked == [("Qwen/Qwen3-VL-Reranker-2B", commit)]
+    # Issue 8: --allow-downloads pulled whatever the repo's head was; only a pinned commit is fetched.
+    for unpinned in ("Qwen/Qwen3-VL-Reranker-2B", "Qwen/Qwen3-VL-Reranker-2B@main", "Qwen/Qwen3-VL-Reranker-2B@v1.0"):
+        with pytest.raises(ModelLoadError, match="pinned"):
+            resolve_model_ref(unpinned, models_dir, hub_cache=cache, download=download)
+    assert len(asked) == 1
 
-    def offline(hub_id: str) -> str:
+    def offline(hub_id: str, revision: str) -> str:
         raise OSError("network unreachable")
 
     with pytest.raises(ModelLoadError, match="could not download 'Qwen/Qwen3-VL-Reranker-2B'.*unreachable"):
-        resolve_model_ref("Qwen/Qwen3-VL-Reranker-2B", models_dir, hub_cache=cache, download=offline)
+        resolve_model_ref(pinned, models_dir, hub_cache=cache, download=offline)
     with pytest.raises(ModelLoadError, match="--allow-downloads"):
         resolve_model_ref("Qwen/Qwen3-VL-Reranker-2B", models_dir, hub_cache=cache)
 

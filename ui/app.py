@@ -31,7 +31,7 @@ def hide_internal_endpoints(blocks: gr.Blocks, public: Collection[str] = PUBLIC_
 
 
 def build_ui(service: RerankService) -> gr.Blocks:
-    sessions = OperatorSessions(service.check_admin, service.clock)
+    sessions = OperatorSessions(service.check_console_token, service.clock)
     with gr.Blocks(title="Multimodal reranker") as blocks:
         gr.Markdown("## Multimodal reranker console")
         build_banner(service, sessions)

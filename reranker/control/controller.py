@@ -80,18 +80,30 @@ class RolloutController:
         self._emit_lock = threading.RLock()
 
     # ----- operator commands -------------------------------------------------------------
+    def check(self, trigger: Trigger) -> None:
+        """Raise the Conflict the command for `trigger` would raise now, changing nothing: the
+        service records an operator action before applying it, and refuses first when it can."""
+        with self._lock:
+            if trigger in (T.START, T.REPLACE):
+                self._check_start(trigger)
+            else:
+                next_state(self._state, trigger)
+
+    def _check_start(self, trigger: Trigger = T.START) -> None:
+        if not can(self._state, trigger):
+            run = self._run
+            raise Conflict(
+                f"an update is already {self._state.value} (candidate {run.path if run else '?'}, "
+                f"started by {run.actor if run else '?'}); wait for it to finish or roll it back first"
+            )
+        if self._stable_id is None:
+            raise Conflict("no stable version is serving; an update needs one to fall back on")
+
     @_publishing
     def start(self, path: str, plan: Plan, mode: Mode, actor: str) -> ControllerSnapshot:
         with self._lock:
             now = self._clock.now()
-            if not can(self._state, T.START):
-                run = self._run
-                raise Conflict(
-                    f"an update is already {self._state.value} (candidate {run.path if run else '?'}, "
-                    f"started by {run.actor if run else '?'}); wait for it to finish or roll it back first"
-                )
-            if self._stable_id is None:
-                raise Conflict("no stable version is serving; an update needs one to fall back on")
+            self._check_start()
             self._loader.start_load(path)
             self._run = RunState(path=path, plan=plan, mode=mode, actor=actor, started_at=now)
             self._reason, self._last_error = "", ""

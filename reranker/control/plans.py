@@ -10,6 +10,8 @@ from typing import Any, Sequence
 from reranker.errors import InputError
 
 LIVE_GATES: tuple[str, ...] = ("latency", "error_rate", "memory")
+MAX_STAGE_SECONDS = 7 * 86_400.0  # one stage may hold at most a week
+MAX_STAGES = 20
 
 
 class Mode(str, Enum):
@@ -112,6 +114,8 @@ def _stage(raw: Any, where: str) -> Stage:
     seconds = _number(raw.get("seconds", 0), where, "seconds")
     if seconds < 0:
         raise InputError(f"plan {where}: seconds must be >= 0, got {raw['seconds']!r}")
+    if seconds > MAX_STAGE_SECONDS:
+        raise InputError(f"plan {where}: seconds must be at most {MAX_STAGE_SECONDS:g} (7 days), got {raw['seconds']!r}")
     ramp = raw.get("ramp", False)
     if not isinstance(ramp, bool):
         raise InputError(f"plan {where}: ramp must be true or false, got {ramp!r}")
@@ -130,6 +134,8 @@ def parse_plan(raw: str | Sequence[Any], name: str = "custom") -> Plan:
             raise InputError(f"plan is not valid JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(raw, (list, tuple)) or not raw:
         raise InputError(f"plan must be a non-empty list of stages, got {raw!r}")
+    if len(raw) > MAX_STAGES:
+        raise InputError(f"plan has {len(raw)} stages; the limit is {MAX_STAGES}")
     stages = tuple(_stage(item, f"stage {i + 1}") for i, item in enumerate(raw))
     for i in range(1, len(stages)):
         if stages[i].share < stages[i - 1].share:

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from reranker.errors import InputError
 
 WEIGHT_TOLERANCE = 1e-6
+MAX_RULES = 100  # the default of the max_policy_rules setting
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -135,7 +136,7 @@ class TrafficPolicy:
         return cls(weights=((candidate, float(share)), (stable, 100.0 - share)), sticky=sticky)
 
     @classmethod
-    def from_dict(cls, raw: object) -> "TrafficPolicy":
+    def from_dict(cls, raw: object, max_rules: int | None = None) -> "TrafficPolicy":
         if not isinstance(raw, Mapping):
             raise InputError(f"traffic policy must be an object, got {raw!r}")
         unknown = set(raw) - {"weights", "sticky", "rules", "shadow", "salt"}
@@ -147,6 +148,8 @@ class TrafficPolicy:
         rules = raw.get("rules") or []
         if not isinstance(rules, list):
             raise InputError(f"rules must be a list, got {rules!r}")
+        if max_rules is not None and len(rules) > max_rules:
+            raise InputError(f"rules has {len(rules)} entries; the limit is {max_rules} (setting max_policy_rules)")
         return cls(
             weights=tuple(weights.items()),
             sticky=raw.get("sticky", True),
@@ -165,9 +168,12 @@ class TrafficPolicy:
         }
 
 
-def validate(policy: TrafficPolicy | Mapping[str, Any], ready_versions: set[str] | frozenset[str]) -> TrafficPolicy:
+def validate(policy: TrafficPolicy | Mapping[str, Any], ready_versions: set[str] | frozenset[str],
+             max_rules: int = MAX_RULES) -> TrafficPolicy:
     """Parse (if needed) and check every referenced version is loaded and ready; refuse whole."""
-    parsed = policy if isinstance(policy, TrafficPolicy) else TrafficPolicy.from_dict(policy)
+    parsed = policy if isinstance(policy, TrafficPolicy) else TrafficPolicy.from_dict(policy, max_rules)
+    if len(parsed.rules) > max_rules:
+        raise InputError(f"rules has {len(parsed.rules)} entries; the limit is {max_rules} (setting max_policy_rules)")
     for version, _ in parsed.weights:
         if version not in ready_versions:
             raise InputError(f"weights names {version!r}, which is not a ready version")

@@ -119,13 +119,20 @@ class Registry(Generic[E]):
     def usable_versions(self) -> frozenset[str]:
         return frozenset(v for v, e in self._entries.items() if e.state in USABLE)
 
+    def check_policy(self, policy: TrafficPolicy, primary: str) -> None:
+        """What `swap` would refuse, without swapping (to refuse before anything is recorded)."""
+        usable = self.usable_versions()
+        validate(policy, usable)
+        if primary not in usable:
+            raise InputError(f"primary version {primary!r} is not a ready version")
+        if policy.shadow is not None and policy.shadow == primary:
+            raise InputError(f"shadow.version {policy.shadow!r} is the primary version; a shadow must be another one")
+
     def swap(self, policy: TrafficPolicy, primary: str) -> RoutingSnapshot:
         """Validate `policy` against usable versions and publish it as the next snapshot."""
         with self._write_lock:
+            self.check_policy(policy, primary)
             usable = self.usable_versions()
-            validate(policy, usable)
-            if primary not in usable:
-                raise InputError(f"primary version {primary!r} is not a ready version")
             previous = self._snapshot
             generation = 1 if previous is None else previous.generation + 1
             routed = policy.routed_versions()
@@ -172,6 +179,22 @@ class Registry(Generic[E]):
                 _release(entry)
             return
         raise NotReady("routing kept changing; try again")
+
+    def check_new(self, version: str) -> None:
+        """Conflict when `version` is loaded or loading (what add_loading would refuse)."""
+        existing = self._entries.get(version)
+        if existing is not None and existing.state not in (VersionState.RETIRED, VersionState.FAILED):
+            raise Conflict(f"version {version!r} is already loaded or loading; unload it first")
+
+    def check_unloadable(self, version: str) -> None:
+        """What drain_and_unload would refuse (unknown, routed, not loaded), without draining."""
+        entry = self._entries.get(version)
+        if entry is None:
+            raise NotFound(f"version {version!r} is not loaded")
+        current = self._snapshot
+        if current is not None and (version == current.primary or version in current.policy.routed_versions()):
+            raise Conflict(f"version {version!r} still receives traffic; swap it out first")
+        _require_state(entry, USABLE + (VersionState.DRAINING,), "unload")
 
     def drain_and_unload(self, version: str, timeout_s: float, failure: str | None = None) -> bool:
         """Stop new requests to `version`, wait for in-flight ones, then close and forget its engine.

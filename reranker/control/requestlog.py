@@ -7,6 +7,7 @@ record is dropped and counted. The writer thread inserts in batches and applies 
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -17,6 +18,7 @@ from reranker.clock import Clock
 from reranker.control.store import Store
 from reranker.errors import InputError
 
+log = logging.getLogger(__name__)
 DAY_S = 86_400.0
 _STOP = object()
 
@@ -107,6 +109,7 @@ class RequestLogWriter:
         self._dropped = 0
         self._written = 0
         self._failures = 0
+        self._lost_in_writes = 0  # records of batches the store refused
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
         self._thread.start()
@@ -123,6 +126,11 @@ class RequestLogWriter:
     def failures(self) -> int:
         """Batches that could not be written (the records are lost, the thread carries on)."""
         return self._failures
+
+    def lost_counts(self) -> dict[str, int]:
+        """Records that never reached the store, by reason (for /metrics)."""
+        with self._counts_lock:
+            return {"queue_full": self._dropped, "write_failed": self._lost_in_writes}
 
     def submit(self, record: RequestRecord) -> bool:
         """Queue one record; never blocks. False (and counted) when the queue is full or closed."""
@@ -185,9 +193,13 @@ class RequestLogWriter:
     def _write(self, batch: list[RequestRecord]) -> None:
         try:
             insert_requests(self._store, batch)
-        except Exception:  # noqa: BLE001 - a failed write must never kill the writer thread
+        except Exception as exc:  # noqa: BLE001 - a failed write must never kill the writer thread
             with self._counts_lock:
+                first = self._failures == 0 or self._lost_in_writes == 0
                 self._failures += 1
+                self._lost_in_writes += len(batch)
+            if first or self._failures % 100 == 0:
+                log.error("request log: %d records not written (%d batches so far): %s", len(batch), self._failures, exc)
             return
         with self._counts_lock:
             self._written += len(batch)

@@ -6,15 +6,18 @@ the same file; see `requestlog.py` for its background writer and `requeststats.p
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from reranker.clock import Clock
 from reranker.control.policy import TrafficPolicy
-from reranker.errors import Conflict, NotFound
+from reranker.errors import Conflict, NotFound, StoreUnavailable
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -45,6 +48,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 STABLE_KEY = "stable_version"
 POLICY_KEY = "traffic_policy"
+PROBE_KEY = "write_probe"
 
 
 @dataclass(frozen=True)
@@ -112,18 +116,45 @@ class StableRef:
 
 
 class Store:
-    """The service's SQLite file. Open once at start; `close()` at shutdown."""
+    """The service's SQLite file. Open once at start; `close()` at shutdown.
+
+    Every SQLite failure surfaces as StoreUnavailable (HTTP 503) naming the data directory, and
+    the last write failure is kept for the readiness check (`write_error`).
+    """
 
     def __init__(self, path: Path, clock: Clock) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.clock = clock
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        self._write_error: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path.parent):  # SQLite would only say "unable to open"
+                pass
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+            self._probe_write()
+            self._identity = _identity(path)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(self.unwritable(exc, "cannot open the store")) from None
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def unwritable(self, exc: BaseException | str, what: str = "cannot write to the store") -> str:
+        """A one-line message naming the data directory and the cause."""
+        why = exc if isinstance(exc, str) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        return (f"{what} {self.path.name} in the data directory {self.directory.resolve()} ({why}); "
+                "check that it exists, is writable and its disk is not full")
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write failed, until a later write succeeds (None when healthy)."""
+        return self._write_error
 
     def close(self) -> None:
         with self._lock:
@@ -132,23 +163,83 @@ class Store:
     # -- low level, shared with requestlog.py / requeststats.py --------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(self.unwritable(exc, "cannot read the store")) from None
 
     def write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement in its own transaction; returns the last inserted row id."""
-        with self._lock:
-            return self._conn.execute(sql, params).lastrowid or 0
+        """Run one statement (in its own transaction unless inside `transaction()`); returns the
+        last inserted row id."""
+        return self._written(lambda: self._conn.execute(sql, params).lastrowid or 0)
 
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement for many rows in a single transaction."""
+        with self.transaction():
+            self._written(lambda: self._conn.executemany(sql, rows))
+
+    def changed_rows(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one UPDATE/DELETE; returns how many rows it changed."""
+        return self._written(lambda: self._conn.execute(sql, params).rowcount)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything written inside is committed together, or not at all (StoreUnavailable)."""
         with self._lock:
-            self._conn.execute("BEGIN")
+            if self._conn.in_transaction:  # nested: the outer block commits
+                yield
+                return
+            self._written(lambda: self._conn.execute("BEGIN IMMEDIATE"))
             try:
-                self._conn.executemany(sql, rows)
+                yield
+                self._written(lambda: self._conn.execute("COMMIT"))
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
-            self._conn.execute("COMMIT")
+
+    def _written(self, action: Any) -> Any:
+        with self._lock:
+            try:
+                result = action()
+            except sqlite3.Error as exc:
+                self._write_error = str(exc) or type(exc).__name__
+                raise StoreUnavailable(self.unwritable(exc)) from None
+            if not self._conn.in_transaction:
+                self._write_error = None
+            return result
+
+    def check_writable(self) -> str | None:
+        """A cheap write probe: None when the store file is in place and takes a write, else why not.
+
+        Notices the file being deleted or replaced under the running service (SQLite would go on
+        writing into the unlinked file, and everything written would be lost).
+        """
+        problem = self.check_file()
+        if problem is not None:
+            return problem
+        try:
+            self._probe_write()
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    def check_file(self) -> str | None:
+        """None while the file opened at start is still the one at `path`, else why not (one stat)."""
+        try:
+            identity = _identity(self.path)
+        except OSError as exc:
+            return self.unwritable(f"the file is gone: {exc.strerror or exc}; restart the service", "the store")
+        if identity != self._identity:
+            return self.unwritable("the file was replaced while the service runs; restart the service", "the store")
+        return None
+
+    def _probe_write(self) -> None:
+        self.write("INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES (?, ?, ?)",
+                   (PROBE_KEY, "ok", self.clock.now()))
 
     def schema_version(self) -> int:
         return int(self.query("SELECT version FROM schema_version")[0]["version"])
@@ -174,9 +265,8 @@ class Store:
         )
 
     def set_version_state(self, version: str, state: str) -> None:
-        with self._lock:
-            if not self._conn.execute("UPDATE versions SET state = ? WHERE id = ?", (state, version)).rowcount:
-                raise NotFound(f"unknown version {version!r}")
+        if not self.changed_rows("UPDATE versions SET state = ? WHERE id = ?", (state, version)):
+            raise NotFound(f"unknown version {version!r}")
 
     def get_version(self, version: str) -> VersionRecord | None:
         rows = self.query("SELECT * FROM versions WHERE id = ?", (version,))
@@ -237,16 +327,15 @@ class Store:
         ]
 
     def _update_rollout(self, rollout_id: int, assignments: str, params: tuple[Any, ...]) -> None:
-        with self._lock:
-            cursor = self._conn.execute(f"UPDATE rollouts SET {assignments} WHERE id = ?", (*params, rollout_id))
-            if not cursor.rowcount:
-                raise NotFound(f"unknown rollout {rollout_id!r}")
+        if not self.changed_rows(f"UPDATE rollouts SET {assignments} WHERE id = ?", (*params, rollout_id)):
+            raise NotFound(f"unknown rollout {rollout_id!r}")
 
     # -- audit log and events -------------------------------------------------------------------
-    def record_audit(self, actor: str, action: str, target: str, outcome: str, detail: str = "") -> None:
-        self.write(
+    def record_audit(self, actor: str, action: str, target: str, outcome: str, detail: str = "") -> int:
+        """One operator action; returns its row id. Client text is cut to size and made valid UTF-8."""
+        return self.write(
             "INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-            (self.clock.now(), actor, action, target, outcome, detail),
+            (self.clock.now(), _clean(actor, 200), action, _clean(target, 1000), outcome, _clean(detail, 4000)),
         )
 
     def recent_audit(self, limit: int = 50) -> list[AuditEntry]:
@@ -288,6 +377,17 @@ class Store:
     def load_policy(self) -> TrafficPolicy | None:
         raw = self.get_setting(POLICY_KEY)
         return None if raw is None else TrafficPolicy.from_dict(json.loads(raw))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _clean(text: str, limit: int) -> str:
+    """Text a client chose, safe to store: lone surrogates escaped, at most `limit` characters."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return safe if len(safe) <= limit else f"{safe[:limit]}... ({len(safe)} characters)"
 
 
 def _rollout(row: sqlite3.Row) -> RolloutRecord:

@@ -13,6 +13,7 @@ from typing import Protocol, Sequence
 
 from reranker.errors import ForbiddenPath, MediaError, PayloadTooLarge
 from reranker.settings import Limits
+from reranker.textcheck import check_path, shown
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -97,31 +98,32 @@ class MediaResolver:
         return self._checked_size(data, what)
 
     def _from_path(self, raw: str, what: str) -> bytes:
+        check_path(raw, what)
         if not self._allowed:
             raise ForbiddenPath(
-                f"{what}: file path {raw!r} refused because no media folder is allowed; start the "
+                f"{what}: file path {shown(raw)} refused because no media folder is allowed; start the "
                 "service with --media-dir DIR (or RERANKER_MEDIA_DIRS) to let requests name files in DIR"
             )
         path = self._inside_allowed(raw, what)
-        if not path.is_file():
-            raise MediaError(f"{what}: file {raw!r} does not exist or is not a regular file")
-        size = path.stat().st_size
-        if size > self._limits.max_media_bytes:
-            raise PayloadTooLarge(
-                f"{what}: file {raw!r} has {size} bytes, over the limit "
-                f"max_media_bytes={self._limits.max_media_bytes}"
-            )
         try:
+            if not path.is_file():
+                raise MediaError(f"{what}: file {shown(raw)} does not exist or is not a regular file")
+            size = path.stat().st_size
+            if size > self._limits.max_media_bytes:
+                raise PayloadTooLarge(
+                    f"{what}: file {shown(raw)} has {size} bytes, over the limit "
+                    f"max_media_bytes={self._limits.max_media_bytes}"
+                )
             return self._checked_size(path.read_bytes(), what)
         except OSError as exc:
-            raise MediaError(f"{what}: cannot read file {raw!r} ({exc.strerror})") from None
+            raise MediaError(f"{what}: cannot read file {shown(raw)} ({exc.strerror or type(exc).__name__})") from None
 
     def _inside_allowed(self, raw: str, what: str) -> Path:
         inside = resolve_within(raw, self._allowed)
         if inside is not None:
             return inside
         raise ForbiddenPath(
-            f"{what}: path {raw!r} resolves outside the allowed media folders "
+            f"{what}: path {shown(raw)} resolves outside the allowed media folders "
             f"({', '.join(str(d) for d in self._allowed)})"
         )
 
@@ -149,10 +151,10 @@ def resolve_within(raw: str, folders: Sequence[Path]) -> Path | None:
             for real in (Path(os.path.realpath(c)) for c in candidates)
             if any(_is_within(real, root) for root in roots)
         ]
+        if inside:  # exists() raises on a name over NAME_MAX (ENAMETOOLONG), so inside the try
+            return next((real for real in inside if real.exists()), inside[0])
     except (OSError, ValueError):
         return None
-    if inside:
-        return next((real for real in inside if real.exists()), inside[0])
     return None
 
 

@@ -8,10 +8,14 @@ from typing import Callable, Sequence
 
 from reranker.errors import InputError, ModelLoadError, NotFound
 from reranker.models.base import Backend
+from reranker.textcheck import check_path, shown
 
 MANIFEST = "reranker.json"
 LOOKED_FOR = "no config.json with Qwen3VLForConditionalGeneration and no reranker.json manifest"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", re.ASCII)  # what the hub accepts as a repo id
+WITH_REVISION = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)@(?P<revision>[^/@]+)$", re.ASCII)
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+Download = Callable[[str, str], str]  # (repo id, commit hash) -> local snapshot directory
 
 
 def backends() -> list[Backend]:
@@ -66,40 +70,65 @@ def model_id_for(path: Path) -> str:
 
 
 def resolve_model_ref(ref: str, models_dir: Path, hub_cache: Path | None = None,
-                      download: Callable[[str], str] | None = None) -> Path:
+                      download: Download | None = None) -> Path:
     """A model directory from a path, a bare name under models_dir, or a hub id.
 
-    A hub id (org/name) resolves to models_dir/org/name, models_dir/name or a snapshot in the
-    Hugging Face cache (hub_cache; None = its default). Only when the operator allowed downloads
-    (`download`, e.g. huggingface_hub.snapshot_download) is a missing hub id fetched.
+    A hub id (org/name, or org/name@<40-hex commit> pinned to a revision) resolves to
+    models_dir/org/name, models_dir/name or a snapshot in the Hugging Face cache (hub_cache; None =
+    its default). Only when the operator allowed downloads (`download`, e.g. a wrapper of
+    huggingface_hub.snapshot_download) is a missing hub id fetched, and only a pinned one: what
+    runs must not change when someone pushes to the repo.
     """
     text = ref.strip()
     if not text:
-        raise InputError("model reference is empty")
-    given = Path(text)
+        raise InputError("model path is empty")
+    check_path(text, "model path")
+    pinned = WITH_REVISION.match(text)
+    repo, revision = (pinned["repo"], pinned["revision"]) if pinned else (text, None)
+    if revision is not None and not COMMIT.match(revision):
+        raise ModelLoadError(
+            f"model path {shown(text)} names the revision {shown(revision)}, which is not pinned: a branch or "
+            f"tag can move; name a 40-hex commit hash ({repo}@<commit>)"
+        )
+    given = Path(repo)
     candidates = [given] if given.is_absolute() else [given, models_dir / given]
-    if HUB_ID.match(text):
+    if HUB_ID.match(repo):
         candidates.append(models_dir / given.name)
     for candidate in candidates:
-        if candidate.is_dir():
+        if _is_dir(candidate):
             return candidate.resolve()
     local_folder = given.parts[0] if given.parts else ""
-    looks_local = bool(local_folder) and (Path(local_folder).is_dir() or (models_dir / local_folder).is_dir())
-    if HUB_ID.match(text) and not given.is_absolute() and not looks_local:  # "models/x": a folder here, no hub id
+    looks_local = bool(local_folder) and (_is_dir(Path(local_folder)) or _is_dir(models_dir / local_folder))
+    if HUB_ID.match(repo) and not given.is_absolute() and not looks_local:  # "models/x": a folder here, no hub id
         try:
-            return _from_hub_cache(text, hub_cache, candidates)
+            return _from_hub_cache(repo, hub_cache, candidates, revision)
         except ModelLoadError:
             if download is None:
                 raise
-        return _download(text, download)
-    looked = ", ".join(str(candidate) for candidate in candidates)
-    raise ModelLoadError(f"model {ref!r} not found: no directory {looked}")
+        if revision is None:
+            raise ModelLoadError(
+                f"model path {shown(repo)} is a hub id without a pinned revision; --allow-downloads fetches "
+                f"only pinned ones: name the commit, e.g. {repo}@<40-hex commit hash>"
+            )
+        return _download(repo, revision, download)
+    looked = ", ".join(shown(str(candidate)) for candidate in candidates)
+    raise ModelLoadError(f"model path {shown(ref)} not found: no directory {looked}")
 
 
-def _from_hub_cache(hub_id: str, hub_cache: Path | None, looked_in: list[Path]) -> Path:
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # e.g. a name over NAME_MAX under models_dir
+        return False
+
+
+def _from_hub_cache(hub_id: str, hub_cache: Path | None, looked_in: list[Path], revision: str | None = None) -> Path:
     from huggingface_hub import try_to_load_from_cache
 
-    config = try_to_load_from_cache(hub_id, "config.json", cache_dir=hub_cache)
+    try:
+        config = try_to_load_from_cache(hub_id, "config.json", cache_dir=hub_cache, revision=revision)
+    except ValueError as exc:  # HFValidationError: not a repo id the hub accepts
+        raise InputError(f"model path {shown(hub_id)} is not a valid Hugging Face repo id: {exc}") from None
     if isinstance(config, str):
         return Path(config).parent
     looked = ", ".join(str(path) for path in looked_in)
@@ -107,13 +136,14 @@ def _from_hub_cache(hub_id: str, hub_cache: Path | None, looked_in: list[Path]) 
         f"model {hub_id!r} looks like a Hugging Face hub id but is not on this machine "
         f"(looked in {looked} and the Hugging Face cache); nothing is downloaded at run time: "
         f"download it first, e.g. `huggingface-cli download {hub_id} --local-dir "
-        f"{looked_in[-1]}`, or start the app with --allow-downloads"
+        f"{looked_in[-1]}`, or start the app with --allow-downloads and name a pinned revision "
+        f"({hub_id}@<40-hex commit hash>)"
     )
 
 
-def _download(hub_id: str, download: Callable[[str], str]) -> Path:
+def _download(hub_id: str, revision: str, download: Download) -> Path:
     try:
-        return Path(download(hub_id))
+        return Path(download(hub_id, revision))
     except Exception as exc:  # network, auth or missing repo: say which model and why
         raise ModelLoadError(f"could not download {hub_id!r}: {type(exc).__name__}: {exc}") from exc
 

@@ -21,12 +21,15 @@ from reranker.control.registry import Registry
 from reranker.control.requestlog import RequestLogWriter, RequestRecord
 from reranker.control.router import RequestAttributes
 from reranker.control.store import Store
+from reranker.control.storehealth import StoreHealth
 from reranker.engine.factory import make_engines
 from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders
-from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError
+from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError, StoreUnavailable
 from reranker.media import MediaDecoder, MediaResolver
+from reranker.media.heap import trim_heap
 from reranker.media.urls import UrlFetcher
+from reranker.service.authlog import AuthFailureLog
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
 from reranker.service.inputs import InputBuilder, top_results
 from reranker.service.experiments import ScoreHistory
@@ -70,10 +73,14 @@ class RerankService(OperatorMixin):
         self._admin_token = admin_token
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(settings.data_dir / "reranker.sqlite3", clock)
+        self.store = Store(settings.data_dir / "reranker.sqlite3", clock)  # StoreUnavailable: one line
         self.registry: Registry[ScoringEngine] = Registry(clock)
         self.metrics = ServiceMetrics()
+        self.store_health = StoreHealth(self.store, clock, self._store_alert)
+        self._watch_stop = threading.Event()
+        self._watch: threading.Thread | None = None
+        self.auth_failures = AuthFailureLog(clock, self.store.record_audit,
+                                            lambda source: self.metrics.auth_failures.labels(source).inc())
         self.live = LiveStats()
         self.request_log = RequestLogWriter(self.store, settings.request_log_rows, settings.request_log_days, clock)
         self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
@@ -93,6 +100,7 @@ class RerankService(OperatorMixin):
         self._policy_since: float | None = None  # when the operator's traffic policy last changed
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
+        self.metrics.watch_request_log(lambda: self.request_log.lost_counts())
 
     def _make_controller(self, stable_id: str, sink: StoreSink) -> RolloutController:
         return RolloutController(
@@ -128,6 +136,9 @@ class RerankService(OperatorMixin):
         """Load the boot version in the background; the API answers /readyz 503 until it serves."""
         ref = self.boot_ref()
         log.info("loading %s", ref)
+        if self._watch is None:
+            self._watch = threading.Thread(target=self._watch_store, name="store-watch", daemon=True)
+            self._watch.start()
         job = self.versions_manager.start_load(ref, on_done=self._on_boot_loaded)
         if wait:
             job.done.wait()
@@ -135,14 +146,30 @@ class RerankService(OperatorMixin):
                 raise ModelLoadError(f"could not load {ref}: {job.error}")
 
     def _on_boot_loaded(self, job: LoadJob) -> None:
-        if job.error:
-            self.store.record_event("error", "boot_failed", f"loading {job.path} failed: {job.error}")
-            return
-        self._swap(TrafficPolicy.single(job.version), job.version)
-        self.store.set_stable(job.version, str(job.path))
-        self.store.set_setting(self.CONFIGURED_KEY, self.settings.model)
-        self.store.record_event("info", "serving", f"serving {job.version} from {job.path}")
+        try:
+            if job.error:
+                self.store.record_event("error", "boot_failed", f"loading {job.path} failed: {job.error}")
+                return
+            self._swap(TrafficPolicy.single(job.version), job.version)
+            with self.store.transaction():
+                self.store.set_stable(job.version, str(job.path))
+                self.store.set_setting(self.CONFIGURED_KEY, self.settings.model)
+                self.store.record_event("info", "serving", f"serving {job.version} from {job.path}")
+        except StoreUnavailable as exc:  # serve anyway; readiness reports the data directory
+            log.error("%s", exc)
         self.updates.attach(job.version)
+
+    def _watch_store(self, interval_s: float = 1.0) -> None:
+        """Probe the store now and then, so a lost or full data directory is noticed (and alerted)
+        even when nobody asks /readyz."""
+        while not self._watch_stop.wait(interval_s):
+            try:
+                self.metrics.store_writable.set(0 if self.store_health.problem() else 1)
+            except Exception:  # noqa: BLE001 - the watcher must outlive anything the probe throws
+                log.exception("store health check failed")
+
+    def _store_alert(self, kind: str, message: str) -> None:
+        self.updates.alert(kind, message)
 
     # ---- reading state -------------------------------------------------------------------
     def admin_token(self) -> str:
@@ -150,6 +177,15 @@ class RerankService(OperatorMixin):
 
     def is_ready(self) -> bool:
         return self.registry.snapshot_or_none() is not None
+
+    def readiness(self) -> str | None:
+        """None when the service can take requests and record them; otherwise why not. Cheap: the
+        store's write probe runs in the store-watch thread."""
+        problem = self.store_health.problem(probe=False)  # no SQLite I/O: /readyz runs on the event loop
+        self.metrics.store_writable.set(0 if problem else 1)
+        if problem is not None:
+            return problem
+        return None if self.is_ready() else "no model version is serving yet"
 
     def stable_version(self) -> str | None:
         snap = self.registry.snapshot_or_none()
@@ -214,6 +250,8 @@ class RerankService(OperatorMixin):
             else:
                 scored, shadow = self._score_routed(request, query, documents, cancel)
         result = self._result(request_id, scored, request.top_n, len(documents), started)
+        if any(item.images or item.videos for item in (query, *documents)):
+            trim_heap()  # the model's per-request buffers for media are freed: give the pages back
         record = self._record(request, result)
         if shadow is not None:
             self._shadow_pool.submit(self._run_shadow, shadow, query, documents, request.instruction, scored, record)
@@ -337,18 +375,39 @@ class RerankService(OperatorMixin):
         return {"primary": snap.primary, "generation": snap.generation, **snap.policy.to_dict()}
 
     def set_traffic(self, raw: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Validate, record (policy and audit in one transaction), then apply; a policy that
+        cannot be recorded is not applied (StoreUnavailable, HTTP 503)."""
         try:
             # "primary" and "generation" are what traffic() adds: a GET body can be PUT back
             policy = validate({k: v for k, v in raw.items() if k not in ("primary", "generation")},
-                              self.registry.usable_versions())
+                              self.registry.usable_versions(), self.settings.max_policy_rules)
             primary = str(raw.get("primary") or self._primary_for(policy))
-            self._swap(policy, primary)
+            self.registry.check_policy(policy, primary)
         except RerankerError as exc:
-            self.store.record_audit(actor, "set_traffic", "policy", "refused", str(exc))
+            self.audit_refusal(actor, "set_traffic", "policy", exc)
             raise
-        self.store.save_policy(policy)
-        self.store.record_audit(actor, "set_traffic", "policy", "ok", str(policy.to_dict()))
+        previous = self.store.load_policy()
+        with self.store.transaction():
+            self.store.save_policy(policy)
+            self.store.record_audit(actor, "set_traffic", "policy", "ok", str(policy.to_dict()))
+        try:
+            self._swap(policy, primary)
+        except RerankerError as exc:  # a version left between the check and the swap
+            self.audit_refusal(actor, "set_traffic", "policy", exc)
+            try:
+                if previous is not None:
+                    self.store.save_policy(previous)
+            except StoreUnavailable as lost:
+                log.error("could not restore the recorded traffic policy: %s", lost)
+            raise
         return self.traffic()
+
+    def audit_refusal(self, actor: str, action: str, target: str, exc: Exception) -> None:
+        """Record a refused action; best effort (nothing changed, so nothing must wait for it)."""
+        try:
+            self.store.record_audit(actor, action, target, "refused", str(exc))
+        except StoreUnavailable as lost:
+            log.warning("could not audit a refused %s by %s: %s", action, actor, lost)
 
     def _primary_for(self, policy: TrafficPolicy) -> str:
         current = self.stable_version()
@@ -366,6 +425,7 @@ class RerankService(OperatorMixin):
         return [vars(e) for e in self.store.recent_audit(limit)]
 
     def close(self) -> None:
+        self._watch_stop.set()
         self.work.close()
         self.updates.close()
         self._shadow_pool.shutdown(wait=True, cancel_futures=True)
@@ -374,11 +434,11 @@ class RerankService(OperatorMixin):
         self.store.close()
 
 
-def hub_download(hub_id: str) -> str:
-    """Fetch a model from the Hugging Face hub (only with --allow-downloads)."""
+def hub_download(hub_id: str, revision: str) -> str:
+    """Fetch one pinned revision of a model from the Hugging Face hub (only with --allow-downloads)."""
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(hub_id)
+    return snapshot_download(hub_id, revision=revision)
 
 
 def _rest(result: RankResult, n: int) -> list[int]:

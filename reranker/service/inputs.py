@@ -9,6 +9,7 @@ from reranker.errors import InputError, PayloadTooLarge
 from reranker.media.video import video_from_frames
 from reranker.service.types import FrameList, MediaRef, RankRequest, RawItem, VideoRef
 from reranker.settings import Limits
+from reranker.textcheck import check_text
 
 
 class MediaReader(Protocol):
@@ -65,6 +66,13 @@ class InputBuilder:
             )
         if request.top_n is not None and request.top_n < 1:
             raise InputError(f"top_n must be >= 1, got {request.top_n}")
+        if request.instruction is not None:
+            if len(request.instruction) > limits.max_instruction_chars:
+                raise InputError(
+                    f"instruction has {len(request.instruction)} characters; "
+                    f"the limit is {limits.max_instruction_chars} (setting max_instruction_chars)"
+                )
+            check_text(request.instruction, "instruction")
         self._check_item(request.query, "query")
         for i, doc in enumerate(request.documents):
             if _is_blank(doc):
@@ -77,6 +85,8 @@ class InputBuilder:
             raise InputError(
                 f"{what}.text has {len(item.text)} characters; the limit is {limits.max_text_chars}"
             )
+        if item.text is not None:
+            check_text(item.text, f"{what}.text")
         if len(item.images) > limits.max_images_per_item:
             raise InputError(
                 f"{what} has {len(item.images)} images; the limit is {limits.max_images_per_item}"

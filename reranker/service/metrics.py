@@ -1,10 +1,14 @@
 """Prometheus series of one service instance (own CollectorRegistry: no process-global state)."""
 from __future__ import annotations
 
+from typing import Callable, Iterator, Mapping
+
 from prometheus_client import (
     CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector, disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -68,6 +72,15 @@ class ServiceMetrics:
             buckets=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1), registry=r,
         )
 
+        self.auth_failures = Counter(
+            "reranker_auth_failures", "Admin requests refused for a missing or wrong token, by front end.",
+            ["source"], registry=r,
+        )
+        self.store_writable = Gauge(
+            "reranker_store_writable", "1 while the data directory's store takes writes (the readiness probe).",
+            registry=r,
+        )
+        self.store_writable.set(1)
         self.cancelled = Counter(
             "reranker_cancelled_requests",
             "Requests whose work was cancelled, by reason (deadline, disconnected) and stage "
@@ -87,6 +100,10 @@ class ServiceMetrics:
             "reranker_work_queued", "Admitted rank/compare requests waiting for a worker.", registry=r,
         )
 
+    def watch_request_log(self, lost: Callable[[], Mapping[str, int]]) -> None:
+        """Expose the request log's lost records (counted by its writer) as a counter."""
+        self.registry.register(_RequestLogLost(lost))
+
     def render(self, accept: str = "") -> bytes:
         """Prometheus text, or OpenMetrics when `accept` (an Accept header) asks for it."""
         encoder, _ = choose_encoder(accept)
@@ -95,3 +112,19 @@ class ServiceMetrics:
     @staticmethod
     def content_type(accept: str = "") -> str:
         return choose_encoder(accept)[1]
+
+
+class _RequestLogLost(Collector):
+    def __init__(self, lost: Callable[[], Mapping[str, int]]) -> None:
+        self._lost = lost
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "reranker_requestlog_dropped",
+            "Request-log records never written, by reason (queue_full: the writer fell behind; "
+            "write_failed: the store refused the batch, e.g. a full disk).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._lost().items()):
+            family.add_metric([reason], count)
+        yield family

@@ -1,12 +1,12 @@
 """Operator and experiment actions of the facade (credentials checked by the callers' front end)."""
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Any, Sequence
 
 from reranker.control.requeststats import shadow_stats, latency_series, version_stats
 from reranker.errors import InputError, InsufficientMemory, NotFound, RerankerError
 from reranker.evaluation import load_labelled_set
+from reranker.service.authlog import tokens_match
 from reranker.service.experiments import Evidence, decide
 from reranker.service.golden import DecodedSet
 from reranker.service.replace import replace_in_place
@@ -19,7 +19,18 @@ class OperatorMixin:
     """Mixed into RerankService: hot updates, versions side by side, traffic, experiments."""
 
     def check_admin(self: "RerankService", token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token.strip(), self.admin_token())
+        return tokens_match(token, self.admin_token())
+
+    def check_console_token(self: "RerankService", token: str | None) -> bool:
+        """check_admin for the console's sign-in: a wrong token is logged and audited like the API's."""
+        if self.check_admin(token):
+            return True
+        self.auth_failed("ui", None, "console sign-in", "wrong token" if token else "empty token")
+        return False
+
+    def auth_failed(self: "RerankService", source: str, client: str | None, target: str, reason: str) -> None:
+        """A failed admin authentication (wrong or missing token): logged and audited, rate-limited."""
+        self.auth_failures.record(source, client, target, reason)
 
     def known_model_dirs(self: "RerankService") -> list[str]:
         root = self.settings.models_dir
@@ -37,11 +48,11 @@ class OperatorMixin:
             self.check_room(path)
         except InsufficientMemory as exc:
             if not force_replace:
-                self.store.record_audit(actor, "hot_update", path, "refused", str(exc))
+                self.audit_refusal(actor, "hot_update", path, exc)
                 raise
             return replace_in_place(self, path, actor)
         except RerankerError as exc:
-            self.store.record_audit(actor, "hot_update", path, "refused", str(exc))
+            self.audit_refusal(actor, "hot_update", path, exc)
             raise
         return self.updates.submit(path, plan, mode, actor)
 
@@ -54,22 +65,35 @@ class OperatorMixin:
         self.updates.command(command, actor)
 
     def load_version(self: "RerankService", path: str, actor: str = "operator") -> str:
+        """Check, record, then start loading; nothing loads unless the audit entry is written."""
         try:
             self.check_room(path)
-            job = self.versions_manager.start_load(path)
+            version, _ = self.versions_manager.resolve(path)
+            self.registry.check_new(version)
         except RerankerError as exc:
-            self.store.record_audit(actor, "load_version", path, "refused", str(exc))
+            self.audit_refusal(actor, "load_version", path, exc)
             raise
-        self.store.record_audit(actor, "load_version", path, "started", job.version)
+        self.store.record_audit(actor, "load_version", path, "started", version)
+        try:
+            job = self.versions_manager.start_load(path)
+        except RerankerError as exc:  # lost a race after the check
+            self.audit_refusal(actor, "load_version", path, exc)
+            raise
         return job.version
 
     def unload_version(self: "RerankService", version: str, actor: str = "operator") -> None:
+        """Check, record, then drain and unload."""
+        try:
+            self.registry.check_unloadable(version)
+        except RerankerError as exc:
+            self.audit_refusal(actor, "unload_version", version, exc)
+            raise
+        self.store.record_audit(actor, "unload_version", version, "ok", "")
         try:
             self.versions_manager.unload(version)
         except RerankerError as exc:
-            self.store.record_audit(actor, "unload_version", version, "refused", str(exc))
+            self.audit_refusal(actor, "unload_version", version, exc)
             raise
-        self.store.record_audit(actor, "unload_version", version, "ok", "")
 
     def start_rollout_of(self: "RerankService", version: str, actor: str = "operator",
                          plan: str | None = "default") -> int:

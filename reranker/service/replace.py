@@ -74,7 +74,7 @@ def replace_in_place(service: "RerankService", ref: str, actor: str) -> int:
     if stable is None:
         raise NotReady("no stable version is serving yet")
     old_path = next(v["path"] for v in service.versions() if v["id"] == stable)
-    rollout_id = service.updates.submit_replace(ref, actor)
+    rollout_id = service.updates.submit_replace(ref, actor)  # recorded first: nothing starts unless written
     service.admission.close()
     threading.Thread(target=_run, args=(service, ref, stable, old_path), daemon=True,
                      name="replace-in-place").start()

@@ -40,9 +40,10 @@ class VersionLoader:
         return LoadStatus(LoadPhase.DONE, progress=1.0, version_id=job.version)
 
     def cancel_load(self) -> None:
+        """Cancel the load; a candidate that finished loading before the cancel is unloaded."""
         job = self._job
         if job is not None:
-            job.cancel.set()
+            self._versions.cancel_job(job)
 
 
 class GoldenSetValidator:

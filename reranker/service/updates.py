@@ -12,12 +12,13 @@ from reranker.clock import Clock
 from reranker.control.controller import RolloutController
 from reranker.control.plans import Mode, parse_mode, resolve_plan
 from reranker.control.ports import Event, EventLevel, InterruptedRollout
-from reranker.control.rollout import TERMINAL, RolloutState
+from reranker.control.rollout import TERMINAL, RolloutState, Trigger
 from reranker.control.runstate import ControllerSnapshot
 from reranker.control.status import derive_status
 from reranker.control.store import Store
-from reranker.errors import Conflict, InputError, NotReady, RerankerError
+from reranker.errors import Conflict, InputError, NotReady, RerankerError, StoreUnavailable
 from reranker.service.metrics import ServiceMetrics
+from reranker.settings import webhook_url as checked_webhook
 
 log = logging.getLogger(__name__)
 COMMANDS = ("pause", "resume", "promote", "rollback", "acknowledge", "cancel")
@@ -28,7 +29,7 @@ class StoreSink:
 
     def __init__(self, store: Store, webhook_url: str | None, rollout_id: Callable[[], int | None]) -> None:
         self._store = store
-        self._webhook_url = webhook_url
+        self._webhook_url = checked_webhook(webhook_url)
         self._rollout_id = rollout_id
         self._held: list[Event] | None = None
         self._held_lock = threading.Lock()
@@ -54,11 +55,19 @@ class StoreSink:
         self._write(event)
 
     def _write(self, event: Event) -> None:
-        self._store.record_event(event.level.value, event.kind, event.message, self._rollout_id())
+        try:
+            self._store.record_event(event.level.value, event.kind, event.message, self._rollout_id())
+        except StoreUnavailable as exc:  # the alert below must still go out
+            log.error("event %s not recorded: %s", event.kind, exc)
         if event.level is EventLevel.ALERT:
             log.warning("ALERT %s: %s", event.kind, event.message)
             if self._webhook_url:
                 threading.Thread(target=_post_json, args=(self._webhook_url, event.to_dict()), daemon=True).start()
+
+    def alert(self, kind: str, message: str, at: float) -> None:
+        """An alert from outside a rollout (e.g. the data directory): recorded when possible, logged,
+        and sent to the webhook."""
+        self.emit(Event(at=at, kind=kind, message=message, level=EventLevel.ALERT, actor="service"))
 
 
 def _post_json(url: str, body: dict[str, Any]) -> None:
@@ -132,6 +141,9 @@ class UpdateManager:
                     log.exception("rollout tick failed; retrying every %.2f s", self._tick_s)
                 last_error = why
 
+    def alert(self, kind: str, message: str) -> None:
+        self._sink.alert(kind, message, self._clock.now())
+
     def tick(self) -> ControllerSnapshot:
         controller = self._require()
         snap = controller.tick(self._clock.now())
@@ -140,63 +152,107 @@ class UpdateManager:
 
     # ---- commands --------------------------------------------------------------------------
     def submit(self, path: str, plan: str | Sequence[Any] | None, mode: str | None, actor: str) -> int:
+        """Check, record (rollout row and audit in one transaction), then start the load. A
+        rollout that cannot be recorded does not start (StoreUnavailable, HTTP 503)."""
         controller = self._require()
-        try:
-            parsed_plan = resolve_plan(plan if plan is not None else "default", self._time_scale)
-            parsed_mode = parse_mode(mode) if mode else Mode.NEW_MODEL
+        with self._lock:
+            try:
+                parsed_plan = resolve_plan(plan if plan is not None else "default", self._time_scale)
+                parsed_mode = parse_mode(mode) if mode else Mode.NEW_MODEL
+                controller.check(Trigger.START)
+            except RerankerError as exc:
+                self._audit_refusal(actor, "hot_update", path, exc)
+                raise
             stable = controller.snapshot().stable_id or ""
-            with self._lock, self._sink.held():
-                snap = controller.start(path, parsed_plan, parsed_mode, actor)
-                self._rollout_id = self._store.start_rollout(
+            with self._store.transaction():
+                rollout_id = self._store.start_rollout(
                     path, stable, {"name": parsed_plan.name, "stages": parsed_plan.to_list()},
-                    parsed_mode.value, snap.state.value, actor)
-                self._seen_gates = set()
-        except RerankerError as exc:
-            self._store.record_audit(actor, "hot_update", path, "refused", str(exc))
-            raise
-        self._store.record_audit(actor, "hot_update", path, "started",
-                                 f"rollout {self._rollout_id}, plan {parsed_plan.name}, mode {parsed_mode.value}")
+                    parsed_mode.value, RolloutState.LOADING.value, actor)
+                self._store.record_audit(actor, "hot_update", path, "started",
+                                         f"rollout {rollout_id}, plan {parsed_plan.name}, mode {parsed_mode.value}")
+            previous, self._rollout_id, self._seen_gates = self._rollout_id, rollout_id, set()
+            try:
+                snap = controller.start(path, parsed_plan, parsed_mode, actor)
+            except RerankerError as exc:  # lost a race after the check: the record says so
+                self._rollout_id = previous
+                self._audit_refusal(actor, "hot_update", path, exc)
+                why = str(exc)
+                self._best_effort(lambda: self._store.finish_rollout(rollout_id, "failed", "refused", why))
+                raise
         self._metrics.rollout_state.set(1)
-        self._observe(snap)
-        return self._rollout_id
+        self._observe_quietly(snap)
+        return rollout_id
 
     def submit_replace(self, path: str, actor: str) -> int:
-        """Record and enter a replace-in-place run; Conflict (409) while any update is in flight."""
+        """Check, record, then enter a replace-in-place run; Conflict (409) while any update is in
+        flight, StoreUnavailable (503, nothing started) when it cannot be recorded."""
         controller = self._require()
-        try:
-            with self._lock, self._sink.held():
-                stable = controller.snapshot().stable_id or ""
+        with self._lock:
+            try:
+                controller.check(Trigger.REPLACE)
+            except RerankerError as exc:
+                self._audit_refusal(actor, "hot_update", path, exc)
+                raise
+            stable = controller.snapshot().stable_id or ""
+            with self._store.transaction():
+                rollout_id = self._store.start_rollout(
+                    path, stable, {"name": "replace-in-place", "stages": []}, "replace-in-place",
+                    RolloutState.REPLACING.value, actor)
+                self._store.record_audit(actor, "hot_update", path, "started", f"replace in place, rollout {rollout_id}")
+            previous, self._rollout_id, self._seen_gates = self._rollout_id, rollout_id, set()
+            try:
                 snap = controller.begin_replace(path, actor)
-                self._rollout_id = self._store.start_rollout(
-                    path, stable, {"name": "replace-in-place", "stages": []}, "replace-in-place", snap.state.value, actor)
-                self._seen_gates = set()
-        except RerankerError as exc:
-            self._store.record_audit(actor, "hot_update", path, "refused", str(exc))
-            raise
-        self._store.record_audit(actor, "hot_update", path, "started", f"replace in place, rollout {self._rollout_id}")
+            except RerankerError as exc:  # lost a race after the check: the record says so
+                self._rollout_id = previous
+                self._audit_refusal(actor, "hot_update", path, exc)
+                why = str(exc)
+                self._best_effort(lambda: self._store.finish_rollout(rollout_id, "failed", "refused", why))
+                raise
         self._metrics.rollout_state.set(1)
-        self._observe(snap)
-        return self._rollout_id
+        self._observe_quietly(snap)
+        return rollout_id
 
     def finish_replace(self, version_id: str | None, loaded_new: bool, reason: str = "") -> None:
         snap = self._require().finish_replace(version_id, loaded_new, reason)
-        self._observe(snap)
+        self._observe_quietly(snap)
 
     def command(self, name: str, actor: str) -> None:
+        """Check, record the command in the audit log, then apply it; a command that cannot be
+        recorded is not applied (StoreUnavailable, HTTP 503)."""
         controller = self._require()
         actions = {
-            "pause": controller.pause, "resume": controller.resume, "promote": controller.promote_now,
-            "rollback": controller.rollback_now, "acknowledge": controller.acknowledge, "cancel": controller.cancel,
+            "pause": (controller.pause, Trigger.PAUSE), "resume": (controller.resume, Trigger.RESUME),
+            "promote": (controller.promote_now, Trigger.PROMOTE_NOW),
+            "rollback": (controller.rollback_now, Trigger.ROLLBACK_NOW),
+            "acknowledge": (controller.acknowledge, Trigger.ACKNOWLEDGE), "cancel": (controller.cancel, Trigger.CANCEL),
         }
         if name not in actions:
             raise InputError(f"rollout command must be one of {', '.join(COMMANDS)}, got {name!r}")
+        action, trigger = actions[name]
+        target = self._target()
         try:
-            snap = actions[name](actor)
+            controller.check(trigger)
         except Conflict as exc:
-            self._store.record_audit(actor, name, self._target(), "refused", str(exc))
+            self._audit_refusal(actor, name, target, exc)
             raise
-        self._store.record_audit(actor, name, self._target(), "ok", snap.state.value)
-        self._observe(snap)
+        self._store.record_audit(actor, name, target, "ok", f"requested while {controller.snapshot().state.value}")
+        try:
+            snap = action(actor)
+        except Conflict as exc:  # the state moved between the check and the command
+            self._audit_refusal(actor, name, target, exc)
+            raise
+        self._observe_quietly(snap)
+
+    def _audit_refusal(self, actor: str, action: str, target: str, exc: Exception) -> None:
+        self._best_effort(lambda: self._store.record_audit(actor, action, target, "refused", str(exc)))
+
+    @staticmethod
+    def _best_effort(write: Callable[[], Any]) -> None:
+        """A write that records what did not happen: it must not hide the reason from the caller."""
+        try:
+            write()
+        except StoreUnavailable as exc:
+            log.warning("not recorded: %s", exc)
 
     def _target(self) -> str:
         snap = self._require().snapshot()
@@ -235,6 +291,14 @@ class UpdateManager:
         return self._controller
 
     # ---- persistence ---------------------------------------------------------------------
+    def _observe_quietly(self, snap: ControllerSnapshot) -> None:
+        """_observe after a change was applied: a failed write is retried by the next tick and
+        shows in readiness; it must not turn the answer into an error."""
+        try:
+            self._observe(snap)
+        except StoreUnavailable as exc:
+            log.error("rollout state not recorded yet: %s", exc)
+
     def _observe(self, snap: ControllerSnapshot) -> None:
         """Record state changes, new gate results and the outcome of the current rollout.
 

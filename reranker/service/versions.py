@@ -33,13 +33,14 @@ class LoadJob:
     done: threading.Event
     error: str | None = None
     thread: threading.Thread | None = None
+    registered: bool = False  # marked ready in the registry: from here on a cancel must unload it
 
 
 class VersionManager:
     """Opens a model dir as a ready engine (through the engine provider) and registers it."""
 
     def __init__(self, settings: Settings, registry: Registry, store: Store, clock: Clock,
-                 loader: Loader = load_model, download: Callable[[str], str] | None = None,
+                 loader: Loader = load_model, download: Callable[[str, str], str] | None = None,
                  engines: EngineProvider | None = None) -> None:
         self._settings = settings
         self._registry = registry
@@ -86,18 +87,25 @@ class VersionManager:
         return job
 
     def _run(self, job: LoadJob, on_done: Callable[[LoadJob], None] | None) -> None:
+        engine: ScoringEngine | None = None
         try:
             engine = self.engines.open(job.version, job.path, job.cancel)
-            if job.cancel.is_set():
-                engine.close()
-                raise ModelLoadError(f"loading {job.version!r} was cancelled")
             info = engine.info
-            self._registry.mark_ready(job.version, engine, info)
-            with self._lock:
-                self._engines[job.version] = engine
+            # The record first: a version the store cannot hold is not served.
             self._store.save_version(VersionRecord(info.id, str(job.path), info.backend, info.dtype, info.device,
                                                    info.bytes_in_memory, "ready", self._clock.now()))
+            with self._lock:  # the cancel check and the registration are one step (see cancel_job)
+                cancelled = job.cancel.is_set()
+                if not cancelled:
+                    self._registry.mark_ready(job.version, engine, info)
+                    self._engines[job.version] = engine
+                    job.registered = True
+            if cancelled:
+                self._safe_state(job.version, "cancelled")
+                raise ModelLoadError(f"loading {job.version!r} was cancelled")
         except Exception as exc:  # any failure is reported on the job, never raised into the thread
+            if engine is not None and not job.registered:
+                engine.close()  # cancelled, or its record could not be written: free it now
             job.error = str(exc) or type(exc).__name__
             log.warning("loading %s failed: %s", job.version, job.error)
             self._registry.mark_failed(job.version, job.error)
@@ -117,6 +125,31 @@ class VersionManager:
             return False
         job.cancel.set()
         return True
+
+    def cancel_job(self, job: LoadJob) -> None:
+        """Stop a load and free whatever it produced, however far it got.
+
+        Before registration the load thread sees the flag and closes its engine; once the version
+        is registered (the load won the race), it is drained and unloaded in the background.
+        """
+        with self._lock:
+            job.cancel.set()
+            registered = job.registered
+        if registered:
+            threading.Thread(target=self._unload_cancelled, args=(job.version,),
+                             name=f"unload-cancelled-{job.version}", daemon=True).start()
+
+    def _unload_cancelled(self, version: str) -> None:
+        try:
+            self.unload(version)
+        except Exception as exc:  # noqa: BLE001 - reported; the operator can still unload it
+            log.warning("unloading the cancelled candidate %s failed: %s", version, exc)
+
+    def _safe_state(self, version: str, state: str) -> None:
+        try:
+            self._store.set_version_state(version, state)
+        except Exception as exc:  # noqa: BLE001 - the versions table is informational
+            log.warning("could not record %s as %s: %s", version, state, exc)
 
     def unload(self, version: str, timeout_s: float = 60.0) -> None:
         if version not in {v.id for v in self._registry.list()}:

@@ -72,6 +72,14 @@ class WorkPool:
         self._executor.submit(self._run, item, work)
         return item
 
+    def retry_after_if_full(self) -> int | None:
+        """Seconds to wait if a request arriving now would be refused (counted as refused), else None."""
+        with self._lock:
+            if len(self._admitted) < self.workers + self.max_queue and not self._closed:
+                return None
+            self._refused += 1
+            return self._retry_after_locked()
+
     def cancel(self, item: Work[T], reason: str) -> bool:
         """Cancel `item`; True if it had not started (it never will)."""
         never_started = item.future.cancel()  # only succeeds while the future is still pending

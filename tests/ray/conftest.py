@@ -60,6 +60,18 @@ def deadline(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
 
 
+def start_ray(init: Any, shutdown: Any) -> None:
+    """ray.init, once more if the node start timed out: Ray waits a hard-coded 30 s for its raylet,
+    which a machine loaded by other jobs can miss."""
+    try:
+        init()
+    except Exception as exc:
+        if "timed out during startup" not in str(exc):
+            raise
+        shutdown()
+        init()
+
+
 @pytest.fixture(scope="module")
 def ray_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     import ray
@@ -79,9 +91,9 @@ def ray_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     )
     started = time.monotonic()
     with Deadline(SETUP_BUDGET_S, "starting Ray and the first version"):
-        ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
-                 _system_config=LOCAL_SYSTEM_CONFIG,
-                 runtime_env={"env_vars": replica_env(settings)})
+        start_ray(lambda: ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False,
+                                   _system_config=LOCAL_SYSTEM_CONFIG,
+                                   runtime_env={"env_vars": replica_env(settings)}), ray.shutdown)
         service = RerankService(settings, SystemClock(), "tok", gate_config=FAST_GATES)
         service.start(wait=True)
     print(f"ray cluster and {REPLICAS} replicas of {service.stable_version()} up in {time.monotonic() - started:.0f} s")

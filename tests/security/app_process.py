@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import _wait_ready, free_port
+from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 300.0  # start-up on a shared 2-core machine under load can take minutes
 WORDS = ["red", "blue", "green", "car", "dog", "tree", "house", "river", "mountain", "city", "night", "cat", "bird", "boat", "road", "field", "window", "bridge", "forest", "snow", "lake", "garden", "street", "train", "market"]
 
 
@@ -31,7 +32,19 @@ class AppProcess:
                    "--data-dir", str(folder / "data"), "--model", "models/mini-v1", *args]
         with self.log.open("w") as sink:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        _wait_ready(self.url, self.process, self.log)
+        try:
+            wait_for(self._ready, READY_TIMEOUT_S, "app.py ready", every_s=0.5)
+        except AssertionError:
+            self.process.kill()
+            raise AssertionError(f"app.py not ready after {READY_TIMEOUT_S} s:\n{self.log.read_text()[-3000:]}") from None
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     @property
     def pid(self) -> int:
