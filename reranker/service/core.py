@@ -99,6 +99,7 @@ class RerankService(OperatorMixin):
         self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
         self._quality: dict[str, float] = {}
         self.probes = PairedReplays(self.registry, self.live, clock)
+        self._policy_since: float | None = None  # when the operator's traffic policy last changed
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
         self.metrics.watch_request_log(lambda: self.request_log.lost_counts())
@@ -420,6 +421,7 @@ class RerankService(OperatorMixin):
     def _swap(self, policy: TrafficPolicy, primary: str) -> None:
         t0 = self.clock.monotonic()
         self.registry.swap(policy, primary)
+        self._policy_since = self.clock.now()
         self.metrics.swap_blocked.observe(self.clock.monotonic() - t0)
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
