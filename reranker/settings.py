@@ -88,8 +88,8 @@ class Settings:
     allow_media_urls: bool = False  # requests may name https:// media (SSRF-guarded fetch)
     log_format: str = "text"  # "text" | "json": every log line, access log included
     media_url_timeout_s: float = 10.0  # whole fetch of one media URL
-    gate_latency_ratio: float = 1.15  # candidate P95 model time <= ratio x stable's
-    gate_min_samples: int = 50  # requests per version before the latency and error gates decide
+    gate_latency_ratio: float = 1.15  # latency gate minimum effect: fails only past ratio x stable (and MWU p < 0.01)
+    gate_min_samples: int = 50  # candidate requests (live + mirrored) before the error-rate gate decides
     max_policy_rules: int = 100  # attribute rules in one traffic policy
     golden_set: Path = Path("assets/examples/labelled_set.json")
     limits: Limits = field(default_factory=Limits)
@@ -185,9 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"multiply every rollout stage's time (0.1 = ten times faster) [{ENV_NAMES['rollout_time_scale']}]",
     )
     p.add_argument("--gate-latency-ratio", type=float,
-                   help=f"rollout latency gate: candidate P95 <= this x stable P95 [{ENV_NAMES['gate_latency_ratio']}]")
+                   help="rollout latency gate: fails when the candidate's paired-replay median is > this x the "
+                        f"stable's and Mann-Whitney U says slower [{ENV_NAMES['gate_latency_ratio']}]")
     p.add_argument("--gate-min-samples", type=int,
-                   help=f"requests per version before live gates decide [{ENV_NAMES['gate_min_samples']}]")
+                   help=f"candidate requests (live + mirrored) before the error-rate gate decides [{ENV_NAMES['gate_min_samples']}]")
     p.add_argument("--allow-downloads", action="store_true", default=None,
                    help=f"let --model or an update name a hub id that is fetched if missing [{ENV_NAMES['allow_downloads']}=1]")
     p.add_argument("--log-format", choices=["text", "json"],

@@ -10,7 +10,7 @@ import pytest
 from reranker.clock import FakeClock
 from reranker.control.controller import RolloutController
 from reranker.control.gates import GateConfig, GateResult
-from reranker.control.livestats import LiveStats, WindowStats
+from reranker.control.livestats import LiveStats, PairedWindow, WindowStats
 from reranker.control.plans import DEFAULT_PLAN, DEMO_PLAN, Mode, Plan, parse_plan
 from reranker.control.ports import Event, EventLevel, InterruptedRollout, LoadPhase, LoadStatus
 from reranker.control.rollout import RolloutState
@@ -108,6 +108,9 @@ class FlakyStats:
             raise RuntimeError("stats exploded")
         return self.inner.window(version, since)
 
+    def pairs(self, stable: str, candidate: str, since: float) -> PairedWindow:
+        return self.inner.pairs(stable, candidate, since)
+
 
 @dataclass
 class FakeSink:
@@ -150,6 +153,11 @@ class Rig:
         for _ in range(n):
             self.live.record(version, latency, ok, self.clock.now())
 
+    def feed_pairs(self, n: int, stable_s: float, candidate_s: float, ok: bool = True) -> None:
+        """Paired replays (what the service's sampler records) and as many live candidate requests."""
+        for _ in range(n):
+            self.live.record_pair(STABLE, CAND, stable_s, candidate_s, ok, self.clock.now())
+
     def traffic_calls(self) -> list:
         return [entry[1:] for entry in self.log if entry[0] == "traffic"]
 
@@ -170,13 +178,12 @@ def test_happy_path_through_the_default_plan(rig: Rig) -> None:
     assert rig.at(29.9) == 5.0
     assert rig.at(30) == 5.0  # the ramp starts at the previous stage's share
     assert rig.at(70) == pytest.approx(25.0)
-    rig.feed(STABLE, 30, 0.10)
-    rig.feed(CAND, 30, 0.10)
+    rig.feed_pairs(30, 0.10, 0.10)
     assert rig.at(75) == pytest.approx(27.5)
     snap = rig.ctl.snapshot()
     assert (snap.stage_index, snap.seconds_in_stage) == (1, pytest.approx(45.0))
     assert {g.name: g.verdict for g in snap.gates} == {
-        "golden_same_model": "pass", "latency_p95": "pass", "error_rate": "pass", "memory_growth": "pass",
+        "golden_same_model": "pass", "latency": "pass", "error_rate": "pass", "memory_growth": "pass",
     }
     assert rig.at(119) == pytest.approx(49.5)
     final = rig.ctl.tick(rig.t0 + 120)
@@ -265,25 +272,23 @@ def test_failed_golden_gate_rolls_back_without_traffic(rig: Rig) -> None:
 def test_failed_latency_gate_mid_stage_rolls_back(rig: Rig) -> None:
     rig.to_traffic()
     rig.at(5)
-    rig.feed(STABLE, 40, 0.10)
-    rig.feed(CAND, 40, 0.30)
+    rig.feed_pairs(40, 0.10, 0.30)
     assert rig.at(6) == 5.0  # first failing check: a warning, traffic held
     assert rig.kinds()[-1] == "gate_check_failed"
     snap = rig.ctl.tick(rig.t0 + 7)
     assert snap.state is S.ROLLED_BACK
     assert rig.log[-2:] == [("traffic", STABLE, None, 0.0), ("unload", CAND)]
     alert = next(e for e in rig.sink.events if e.kind == "rollback")
-    assert alert.level is EventLevel.ALERT and "latency_p95" in alert.message
-    assert next(g for g in snap.gates if g.name == "latency_p95").failed
+    assert alert.level is EventLevel.ALERT and "latency" in alert.message
+    assert next(g for g in snap.gates if g.name == "latency").failed
 
 
 def test_a_failing_check_holds_the_stage(rig: Rig) -> None:
     rig.to_traffic()
-    rig.feed(STABLE, 40, 0.10)
-    rig.feed(CAND, 40, 0.30)
+    rig.feed_pairs(40, 0.10, 0.30)
     snap = rig.ctl.tick(rig.t0 + 30)  # stage time is up, but the check failed
     assert (snap.state, snap.stage_index) == (S.ROLLING_OUT, 0)
-    rig.feed(CAND, 1000, 0.10)  # the candidate recovers
+    rig.feed_pairs(1000, 0.10, 0.10)  # the candidate recovers
     assert rig.ctl.tick(rig.t0 + 31).stage_index == 1
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from reranker.control.gates import GateConfig
 from reranker.control.plans import parse_plan
+from reranker.control.ports import EventLevel
+from reranker.control.status import derive_status
 from tests.test_controller import CAND, STABLE, Rig, S
 
 
@@ -13,8 +15,7 @@ def test_with_evidence_required_a_stage_holds_until_its_gates_decide() -> None:
     assert rig.at(60) == 5.0  # past its 10 s, but no request has been seen on either version
     assert rig.ctl.snapshot().state is S.ROLLING_OUT
     assert "awaiting_evidence" in rig.kinds()
-    rig.feed(STABLE, 30, 0.10)
-    rig.feed(CAND, 30, 0.10)
+    rig.feed_pairs(30, 0.10, 0.10)
     rig.at(62)
     rig.at(63)
     assert rig.ctl.snapshot().state in (S.PROMOTING, S.PROMOTED)
@@ -46,3 +47,35 @@ def test_waiting_for_evidence_is_logged_once_not_every_tick() -> None:
         rig.feed(STABLE, 1, 0.1)  # counts change every tick; the undecided gates do not
         rig.at(second)
     assert rig.kinds().count("awaiting_evidence") == 1
+
+
+def test_a_starved_stage_holds_says_why_and_alerts_once_then_moves_on_when_evidence_arrives() -> None:
+    rig = Rig(GateConfig(check_interval_s=1.0, require_evidence=True, error_min_samples=50, latency_min_samples=20))
+    rig.to_traffic(parse_plan([{"share": 5, "seconds": 10}, {"share": 100}]))
+    rig.feed(CAND, 12, 0.1)
+    for second in range(1, 40):  # 10 s stage + 30 s (3x) evidence wait
+        rig.at(second)
+    snap = rig.ctl.snapshot()
+    assert snap.state is S.ROLLING_OUT and snap.holding == ""
+    rig.at(41)
+    snap = rig.ctl.snapshot()
+    assert snap.holding == "holding: 0/20 paired replays, 12/50 candidate requests — not enough traffic", snap.holding
+    status = derive_status(snap, model_ready=True)
+    assert snap.holding in status.banner and status.holding == snap.holding
+    assert [s.state for s in status.steps] == ["holding", "pending"]
+    for second in range(42, 60):
+        rig.at(second)
+    holds = [e for e in rig.sink.events if e.kind == "holding"]
+    assert len(holds) == 1 and holds[0].level is EventLevel.ALERT and "12/50 candidate requests" in holds[0].message
+    rig.feed_pairs(50, 0.1, 0.1)  # mirrored replays bring the evidence
+    rig.at(61)
+    rig.at(62)
+    assert rig.ctl.snapshot().state in (S.PROMOTING, S.PROMOTED)
+    assert "evidence_arrived" in rig.kinds()
+
+
+def test_evidence_wait_is_a_plan_field() -> None:
+    plan = parse_plan([{"share": 5, "seconds": 10, "evidence_wait_s": 5}, {"share": 100}])
+    assert plan.stages[0].evidence_wait == 5 and plan.stages[1].evidence_wait == 10.0
+    assert parse_plan([{"share": 5, "seconds": 30}, {"share": 100}]).stages[0].evidence_wait == 90.0
+    assert plan.scaled(0.5).stages[0].evidence_wait == 2.5

@@ -34,6 +34,7 @@ class FakeReranker:
 
     def __init__(self, delay: float = 0.0, gate: threading.Event | None = None) -> None:
         self.calls: list[int] = []
+        self.entered: list[int] = []  # batch sizes that reached score(), before the gate opened
         self.closed = False
         self._delay = delay
         self._gate = gate
@@ -45,6 +46,7 @@ class FakeReranker:
         return self._info
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
+        self.entered.append(len(pairs))
         if self._gate is not None:
             self._gate.wait(5)
         self.calls.append(len(pairs))
@@ -68,6 +70,14 @@ def make_engine(model: FakeReranker, **settings: float) -> Engine:
 
 def docs(*texts: str) -> list[Content]:
     return [Content(text=t) for t in texts]
+
+
+def wait_until_submitted(engine: Engine, model: FakeReranker, pairs: int, timeout_s: float = 10.0) -> None:
+    """Block until `pairs` pairs are either queued or inside the (gated) model: every caller is in."""
+    deadline = time.monotonic() + timeout_s
+    while engine.stats().queue_depth + sum(model.entered) < pairs:
+        assert time.monotonic() < deadline, f"only {engine.stats().queue_depth + sum(model.entered)} of {pairs} pairs arrived"
+        time.sleep(0.005)
 
 
 def test_scores_come_back_in_document_order() -> None:
@@ -105,7 +115,7 @@ def test_concurrent_callers_get_their_own_results_and_share_batches() -> None:
     threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)
+    wait_until_submitted(engine, model, 40)
     gate.set()
     for thread in threads:
         thread.join(10)
@@ -182,7 +192,7 @@ def test_model_exception_fails_only_the_request_that_caused_it() -> None:
     ]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)
+    wait_until_submitted(engine, model, 4)
     gate.set()
     for thread in threads:
         thread.join(10)
@@ -244,7 +254,8 @@ def test_close_fails_waiting_requests_and_closes_the_model() -> None:
         time.sleep(0.01)  # the first batch of 2 is in the model, 4 pairs wait
     closer = threading.Thread(target=engine.close)
     closer.start()
-    time.sleep(0.05)
+    while engine.state is not EngineState.CLOSED and time.monotonic() < deadline + 5:
+        time.sleep(0.005)  # close() has begun: new work is refused, waiting work fails
     gate.set()
     closer.join(5)
     thread.join(5)

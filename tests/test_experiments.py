@@ -193,3 +193,16 @@ def test_compare_refuses_bad_versions(client: TestClient, two_versions: Any, ver
     response = client.post("/v1/rerank/compare", json={"query": QUERY, "documents": DOCS, "versions": versions})
     assert response.status_code == status, response.text
     assert word in response.json()["error"]["message"]
+
+
+def test_the_report_never_reaches_back_past_a_traffic_policy_change(client: TestClient, two_versions: Any) -> None:
+    """Issue 11: shares and latencies compare like with like, so a 50/50 policy is not judged on
+    requests served under the policy before it."""
+    put_traffic(client, {"weights": {STABLE: 100, CANDIDATE: 0}, "sticky": False})
+    for _ in range(3):
+        rank(client)
+    changed = two_versions.clock.now()
+    put_traffic(client, {"weights": {STABLE: 50, CANDIDATE: 50}, "sticky": False})
+    report = two_versions.experiment_report(window_s=3600)
+    assert report["window_start"] >= changed and report["since_policy_change"]
+    assert sum(row["requests"] for row in report["versions"]) == 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import random
 import threading
 
 import pytest
@@ -17,7 +18,8 @@ from reranker.control.gates import (
     memory_gate,
     ndcg_at_k,
 )
-from reranker.control.livestats import EMPTY_WINDOW, LiveStats, WindowStats, percentile
+from reranker.control.livestats import EMPTY_PAIRS, EMPTY_WINDOW, LiveStats, PairedWindow, WindowStats, percentile
+from reranker.control.measures import mann_whitney_greater
 from reranker.errors import InputError
 
 CFG = GateConfig()
@@ -67,17 +69,47 @@ def test_ndcg_at_5() -> None:
 
 
 # ----- live gates ------------------------------------------------------------------------------
+def paired(stable: list[float], candidate: list[float], errors: int = 0) -> PairedWindow:
+    return PairedWindow(tuple(stable), tuple(candidate), len(candidate) + errors, errors)
+
+
 def test_latency_is_pending_with_too_few_samples() -> None:
-    result = latency_gate(window(100, 0.1), window(CFG.latency_min_samples - 1, 9.0), CFG)
+    n = CFG.latency_min_samples - 1
+    result = latency_gate(paired([0.1] * n, [9.0] * n), CFG)
     assert result.pending and result.passed and not result.failed
     assert result.observed is None and f"waiting for {CFG.latency_min_samples}" in result.detail
+    assert (result.have, result.need, result.unit) == (n, CFG.latency_min_samples, "%")
 
 
-@pytest.mark.parametrize("candidate_p95,passed", [(0.100, True), (0.115, True), (0.1151, False)])
-def test_latency_allows_fifteen_percent_over_stable(candidate_p95: float, passed: bool) -> None:
-    result = latency_gate(window(50, 0.100), window(50, candidate_p95), CFG)
-    assert result.passed is passed and not result.pending
-    assert result.threshold == pytest.approx(0.115)
+def jittered(center: float, n: int = 40, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [center * rng.uniform(0.9, 1.1) for _ in range(n)]
+
+
+@pytest.mark.parametrize("slower,passed", [(1.00, True), (1.10, True), (1.30, False), (2.0, False)])
+def test_latency_fails_on_a_significant_slowdown_past_the_minimum_effect(slower: float, passed: bool) -> None:
+    result = latency_gate(paired(jittered(0.010, seed=1), jittered(0.010 * slower, seed=2)), CFG)
+    assert result.passed is passed and not result.pending, result.detail
+    assert result.threshold == pytest.approx(15.0) and result.unit == "%"
+    assert result.observed == pytest.approx((slower - 1) * 100, abs=6)
+    assert "Mann-Whitney" in result.detail and "ms/pair" in result.detail
+
+
+def test_a_large_but_not_significant_difference_does_not_fail() -> None:
+    """A noisy sample whose median is 20 % higher but whose ranks say nothing."""
+    stable = [0.010, 0.030] * 10
+    candidate = [0.012, 0.036, 0.008, 0.028] * 5
+    result = latency_gate(paired(stable, candidate), CFG)
+    assert result.passed, result.detail
+
+
+def test_mann_whitney_matches_the_textbook() -> None:
+    # scipy.stats.mannwhitneyu([3, 4, 5, 6, 7], [1, 2, 3, 4, 5], alternative="greater",
+    # method="asymptotic") -> U=20.5, p=0.056923149003329024 (ties and continuity corrected)
+    test = mann_whitney_greater([3, 4, 5, 6, 7], [1, 2, 3, 4, 5])
+    assert test.u == pytest.approx(20.5) and test.p_greater == pytest.approx(0.056923149003329024, rel=1e-9)
+    assert mann_whitney_greater([1, 1], [1, 1]).p_greater == 1.0
+    assert mann_whitney_greater([], [1.0]).p_greater == 1.0
 
 
 def test_error_rate_gate() -> None:
@@ -86,36 +118,42 @@ def test_error_rate_gate() -> None:
     assert error_rate_gate(window(100, 0.1, errors=1), cfg).passed
     failed = error_rate_gate(window(100, 0.1, errors=2), cfg)
     assert failed.failed and "2 of 100" in failed.detail
+    assert (failed.observed, failed.threshold, failed.unit) == (pytest.approx(2.0), pytest.approx(1.0), "%")
+    # mirrored replays count: 60 live + 40 mirrored candidate runs decide together
+    mirrored = error_rate_gate(window(60, 0.1), cfg, paired([0.1] * 38, [0.1] * 38, errors=2))
+    assert mirrored.failed and "40 mirrored" in mirrored.detail
 
 
 def test_memory_growth_gate() -> None:
     base = 1_000 * 2**20
     assert memory_gate(base, int(base * 1.05), CFG).passed
     grown = memory_gate(base, int(base * 1.06), CFG)
-    assert grown.failed and grown.observed == pytest.approx(0.06, abs=1e-6)
+    assert grown.failed and grown.observed == pytest.approx(60.0, abs=0.01) and grown.unit == "MiB"
+    assert grown.threshold == pytest.approx(50.0)
     assert memory_gate(0, base, CFG).pending
 
 
 def test_live_gates_run_only_the_named_ones() -> None:
-    results = live_gates(("memory", "latency"), window(50, 0.1), window(50, 0.1), 100, 100, CFG)
-    assert [r.name for r in results] == ["latency_p95", "memory_growth"]
-    assert live_gates((), EMPTY_WINDOW, EMPTY_WINDOW, 0, 0, CFG) == []
+    results = live_gates(("memory", "latency"), window(50, 0.1), paired([0.1] * 50, [0.1] * 50), 100, 100, CFG)
+    assert [r.name for r in results] == ["latency", "memory_growth"]
+    assert live_gates((), EMPTY_WINDOW, EMPTY_PAIRS, 0, 0, CFG) == []
 
 
 def test_gate_result_is_frozen_and_serialisable() -> None:
-    result = GateResult("latency_p95", 0.2, 0.1, False, "slow")
+    result = GateResult("latency", 20.0, 15.0, False, "slow", unit="%")
     assert result.to_dict() == {
-        "name": "latency_p95", "observed": 0.2, "threshold": 0.1, "passed": False,
-        "pending": False, "verdict": "fail", "detail": "slow",
+        "name": "latency", "observed": 20.0, "threshold": 15.0, "passed": False,
+        "pending": False, "verdict": "fail", "detail": "slow", "unit": "%",
+        "observed_text": "20.0 %", "threshold_text": "15.0 %",
     }
     with pytest.raises(AttributeError):
         result.passed = True  # type: ignore[misc]
 
 
 # ----- live stats ------------------------------------------------------------------------------
-def test_percentile_nearest_rank() -> None:
+def test_percentile_is_the_shared_linear_one() -> None:
     values = [float(i) for i in range(1, 101)]
-    assert percentile(values, 50) == 50.0 and percentile(values, 95) == 95.0
+    assert percentile(values, 50) == 50.5 and percentile(values, 95) == pytest.approx(95.05)
     assert percentile([], 95) == 0.0 and percentile([7.0], 95) == 7.0
 
 
@@ -126,7 +164,7 @@ def test_window_counts_errors_and_times_successes() -> None:
     stats.record("v1", latency_s=30.0, ok=False, now=120.0)
     w = stats.window("v1", since=100.0)
     assert (w.count, w.errors) == (21, 1)
-    assert w.p95 == pytest.approx(0.19) and w.p50 == pytest.approx(0.10)
+    assert w.p95 == pytest.approx(0.1905) and w.p50 == pytest.approx(0.105)
     assert w.error_rate == pytest.approx(1 / 21)
     assert stats.window("v1", since=115.0).count == 6
     assert stats.window("nobody", since=0.0) == EMPTY_WINDOW

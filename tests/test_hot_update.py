@@ -121,6 +121,13 @@ class Load:
             i += 1
             time.sleep(self.pause_s)
 
+    def wait_for_answers(self, n: int, timeout_s: float = 60.0) -> None:
+        """Wait until the threads got `n` answers: traffic flows before the test acts."""
+        deadline = time.monotonic() + timeout_s
+        while self.total < n:
+            assert time.monotonic() < deadline, f"only {self.total} answers in {timeout_s:.0f} s"
+            time.sleep(0.01)
+
     def settle(self, version: str, timeout_s: float = 30.0) -> None:
         """Wait until every thread's latest answer came from `version`."""
         deadline = time.monotonic() + timeout_s
@@ -135,7 +142,7 @@ class Load:
         return sum(len(v) for v in self.versions.values())
 
 
-def wait_for(service: RerankService, states: set[str], timeout_s: float = 90.0,
+def wait_for(service: RerankService, states: set[str], timeout_s: float = 240.0,
              on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -188,37 +195,40 @@ def leaves_one_stable_version(service: RerankService) -> Iterator[None]:
 
 
 def test_full_hot_update_under_load_loses_no_request_and_keeps_users_sticky(service: RerankService) -> None:
-    assert service.stable_version() == "mini-v1" and service.status()["light"] == "green"
-    old_refs = engine_refs(service, "mini-v1")
+    # whichever version serves (the module's tests run in any order), update to the other one
+    old, candidate = service.stable_version(), the_other(service)
+    new = Path(candidate).name
+    assert service.status()["light"] == "green"
+    old_refs = engine_refs(service, old)
     polled: list[dict[str, Any]] = []
     plan = [{"share": 5, "seconds": 1}, {"share": 50, "seconds": 2, "ramp": True}, {"share": 100}]
     with Load(service) as load:
-        time.sleep(0.5)
-        rollout_id = service.submit_update(V2, plan=plan, actor="alice")
+        load.wait_for_answers(8)
+        rollout_id = service.submit_update(candidate, plan=plan, actor="alice")
         final = wait_for(service, {"promoted", "rolled_back", "failed"}, on_poll=polled.append)
         assert final["state"] == "promoted", final
-        load.settle("mini-v2")
+        load.settle(new)
     assert load.errors == [] and load.total > 50, (load.errors[:5], load.total)
     for user, seen in load.versions.items():
-        first_v2 = seen.index("mini-v2")
-        assert set(seen[first_v2:]) == {"mini-v2"}, f"user-{user} went back to mini-v1 after mini-v2"
-    assert any(seen[0] == "mini-v1" for seen in load.versions.values())
+        first_new = seen.index(new)
+        assert set(seen[first_new:]) == {new}, f"user-{user} went back to {old} after {new}"
+    assert any(seen[0] == old for seen in load.versions.values())
     lights, banners = {s["light"] for s in polled}, {s["banner"] for s in polled}
     assert "yellow" in lights and "red" not in lights
-    assert any(b.startswith("Model upgrade 2/3") and "mini-v2" in b for b in banners), banners
+    assert any(b.startswith("Model upgrade 2/3") and new in b for b in banners), banners
     status = service.status()
-    assert (status["light"], status["stable"], status["last_outcome"]) == ("green", "mini-v2", "promoted")
+    assert (status["light"], status["stable"], status["last_outcome"]) == ("green", new, "promoted")
     assert status["banner"] == ""
-    assert service.registry.get("mini-v1").state.value == "retired"
-    assert service.registry.get("mini-v1").in_flight == 0
-    assert_serves(service, "mini-v2")
+    assert service.registry.get(old).state.value == "retired"
+    assert service.registry.get(old).in_flight == 0
+    assert_serves(service, new)
     assert_released(old_refs)
     record = service.store.get_rollout(rollout_id)
-    assert (record.outcome, record.candidate, record.stable) == ("promoted", "mini-v2", "mini-v1")
+    assert (record.outcome, record.candidate, record.stable) == ("promoted", new, old)
     assert record.actor == "alice"
     gates = {g.name: g for g in service.store.gate_results(rollout_id)}
-    assert gates["golden_new_model"].passed and "latency_p95" in gates
-    assert service.store.get_stable().version == "mini-v2"
+    assert gates["golden_new_model"].passed and "latency" in gates
+    assert service.store.get_stable().version == new
     assert any(e.action == "hot_update" and e.actor == "alice" and e.outcome == "started"
                for e in service.store.recent_audit())
     kinds = {e.kind for e in service.store.recent_events(rollout_id=rollout_id)}
@@ -262,8 +272,10 @@ def test_pause_freezes_the_share_then_promote_now(service: RerankService) -> Non
         time.sleep(1.0)
         assert service.status()["share"] == frozen["share"] and service.traffic()["weights"] == weights
         service.rollout_command("resume", actor="alice")
-        time.sleep(0.6)
-        assert service.status()["share"] > frozen["share"]
+        deadline = time.monotonic() + 30
+        while service.status()["share"] <= frozen["share"]:  # the ramp moves on once resumed
+            assert time.monotonic() < deadline, "the share did not grow after resume"
+            time.sleep(0.05)
         service.rollout_command("promote", actor="alice")
         final = wait_for(service, {"promoted"})
     assert load.errors == [], load.errors[:5]
@@ -283,7 +295,7 @@ def test_rollback_now_goes_red_until_acknowledged_and_frees_the_candidate(servic
     candidate_id = status["candidate"]
     refs = engine_refs(service, candidate_id)
     with Load(service, threads=4) as load:
-        time.sleep(0.5)
+        load.wait_for_answers(4)
         service.rollout_command("rollback", actor="carol")
         status = wait_for(service, {"rolled_back"})
         load.settle(stable)
@@ -317,7 +329,7 @@ def test_same_model_reload_gets_a_suffixed_id_and_passes_the_identity_gate(servi
 def test_replace_in_place_queues_concurrent_requests_and_none_fails(service: RerankService) -> None:
     stable, candidate = service.stable_version(), the_other(service)
     with Load(service, threads=4, pause_s=0.01) as load:
-        time.sleep(0.5)
+        load.wait_for_answers(4)
         before = load.total
         rollout_id = replace_in_place(service, candidate, "alice")
         assert not service.admission.is_open

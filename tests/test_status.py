@@ -28,7 +28,8 @@ def test_green_when_nothing_is_in_flight() -> None:
         status = derive_status(snap(state), model_ready=True)
         assert (status.light, status.banner, status.progress) == (Light.GREEN, "", None)
     idle = build_snapshot(NOW, S.IDLE, "mini-v1", None, (), None, "")
-    assert derive_status(idle, True).to_dict() == {"light": "green", "banner": "", "state": "idle", "progress": None}
+    assert derive_status(idle, True).to_dict() == {"light": "green", "banner": "", "state": "idle", "progress": None,
+                                                  "holding": "", "steps": []}
 
 
 def test_loading_and_validating_are_yellow() -> None:

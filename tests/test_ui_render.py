@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 from reranker.errors import InputError  # noqa: E402
 from reranker.service.types import CompareResult, RankChange, RankedDocument, RankResult  # noqa: E402
 from ui.charts import (  # noqa: E402
-    decision_html, histogram, observed_share, shadow_table, stats_table,
+    bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table,
 )
 from ui.entries import Entry, add_bulk, add_one, kind_of, parse_top_n, rank_request  # noqa: E402
 from ui.examples import load_examples  # noqa: E402
@@ -107,20 +107,18 @@ def test_events_and_versions_tables() -> None:
     assert 'data-version="mini-v1"' in table and 'data-stable="true"' in table and "50 MB" in table
 
 
-def test_plots_have_time_axes_units_and_every_version() -> None:
-    from ui.plots import error_frame, latency_frame, share_frame
+def test_charts_mark_each_version_with_a_time_axis() -> None:
     series = [{"bucket_start": t, "version": v, "p50_ms": 10 + t, "p95_ms": 20 + t} for t in (0, 1, 2) for v in ("a", "b")]
     series.append({"bucket_start": 3, "version": "c", "p50_ms": None, "p95_ms": None})  # only errors in that bucket
-    latency = latency_frame(series)
-    assert sorted(set(latency["series"])) == ["a P50", "a P95", "b P50", "b P95"]
-    assert str(latency["time"].dtype).startswith("datetime64") and len(latency) == 12
-    share = share_frame([{"version": "a", "observed_share": 0.53, "configured_share": 50.0}])
-    assert list(share["percent"]) == [53.0, 50.0] and list(share["bar"]) == ["a observed", "a configured"]
-    assert list(error_frame([{"version": "a", "error_rate": 0.02}])["error_pct"]) == [2.0]
-    assert latency_frame([]).empty
+    latency = latency_chart(series)
+    assert _attrs(latency, "g", "data-version") == ["a", "a", "b", "b"] and 'data-points="3"' in latency
+    assert "00:00:00" in latency and "00:00:02" in latency and "UTC" in latency  # time ticks at both ends
+    assert "1200 ms" in latency_chart([{"bucket_start": 0, "version": "a", "p50_ms": 900.0, "p95_ms": 1200.0}])
+    bars = bar_chart({"a": 50.0, "b": 50.0}, "share-chart", "share", "%", 100.0)
+    assert 'data-testid="share-chart"' in bars and _attrs(bars, "g", "data-version") == ["a", "b"]
     hist = histogram({"a": [0.1, 0.95, 1.0], "b": [], "c": [0.5]})
     assert _attrs(hist, "g", "data-version") == ["a", "c"] and 'data-count="3"' in hist
-    assert "no" in histogram({}).lower()
+    assert "no" in latency_chart([]).lower() and "no" in histogram({}).lower()
 
 
 def test_tables_and_decision_tolerate_missing_values() -> None:
@@ -217,7 +215,7 @@ def test_tab_helpers_pick_versions_plans_and_views() -> None:
     views = report_views({"versions": [{"version": "a", "requests": 3, "observed_share": 1.0, "error_rate": 0.0}],
                           "series": [{"bucket_start": 0, "version": "a", "p50_ms": 5.0, "p95_ms": 9.0}],
                           "scores": {"a": [0.2]}, "decision": None})
-    assert len(views) == 7 and len(views[0]) == 2 and all('data-version="a"' in v for v in views[3:5])
+    assert len(views) == 7 and all('data-version="a"' in v for v in views[:5])
     assert 'data-verdict="inconclusive"' in views[6]
 
 
@@ -255,3 +253,9 @@ def test_unloaded_versions_are_not_listed() -> None:
     html = versions_html([{"id": "mini-v1", "state": "serving", "stable": True, "share": 100},
                           {"id": "mini-v2", "state": "retired", "bytes_in_memory": 134e6}])
     assert _attrs(html, "tr", "data-version") == ["mini-v1"] and "134 MB" not in html
+
+
+def test_experiment_figures_name_their_common_period() -> None:
+    from ui.experiments import window_note
+    note = window_note({"window_start": 0.0, "since_policy_change": True})
+    assert "since 00:00:00 UTC" in note and "traffic policy" in note and window_note({}) == ""

@@ -1,7 +1,8 @@
-"""HTML for the Experiments tab: score histogram (SVG), tables and the decision; every mark carries
-data-version for tests. Latency, share and error rate are native plots (ui.plots)."""
+"""Pure SVG/HTML charts for the Experiments tab; every mark carries data-version for tests. Text takes
+the theme's colour (assets/ui.css), so the charts read in light and dark mode."""
 from __future__ import annotations
 
+import time
 from html import escape
 from typing import Any, Mapping, Sequence
 
@@ -34,6 +35,10 @@ def _legend(versions: Sequence[str]) -> str:
     return f'<div class="rr-legend">{keys}</div>'
 
 
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(epoch))
+
+
 def _tick(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
@@ -42,14 +47,69 @@ def _frame(testid: str, title: str, body: str, y_max: float, unit: str, versions
     axis = (
         f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - 8}" y2="{HEIGHT - PAD}" stroke="#999"/>'
         f'<line x1="{PAD}" y1="8" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>'
-        f'<text x="2" y="16" font-size="10" fill="#666">{_tick(y_max)}{escape(unit)}</text>'
-        f'<text x="2" y="{HEIGHT - PAD}" font-size="10" fill="#666">0</text>'
+        f'<text x="2" y="16" font-size="10">{_tick(y_max)}{escape(unit)}</text>'
+        f'<text x="2" y="{(HEIGHT - PAD + 16) / 2:.0f}" font-size="10">{_tick(y_max / 2)}</text>'
+        f'<text x="2" y="{HEIGHT - PAD}" font-size="10">0</text>'
     )
     return (
         f'<figure class="rr-chart" data-testid="{attr(testid)}"><figcaption>{escape(title)}</figcaption>'
         f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-label="{attr(title)}">{axis}{body}</svg>'
         f"{_legend(versions)}</figure>"
     )
+
+
+def latency_chart(series: Sequence[Mapping[str, Any]]) -> str:
+    """P50 (solid) and P95 (dashed) latency per version over time."""
+    rows = [r for r in series if r.get("version") is not None and r.get("p50_ms") is not None]
+    if not rows:
+        return note_html("No requests in the window yet: latency will appear here.")
+    versions = [str(r["version"]) for r in rows]
+    times = [_num(pick(r, "bucket_start", "t")) for r in rows]
+    t0, t1 = min(times), max(times)
+    y_max = max(max(_num(r.get("p95_ms")), _num(r.get("p50_ms"))) for r in rows) or 1.0
+
+    def point(row: Mapping[str, Any], key: str) -> tuple[float, float]:
+        x = PAD + (_num(pick(row, "bucket_start", "t")) - t0) / ((t1 - t0) or 1.0) * (WIDTH - PAD - 12)
+        y = HEIGHT - PAD - _num(pick(row, key, "p50_ms")) / y_max * (HEIGHT - PAD - 12)
+        return x, y
+
+    body = []
+    for version in sorted(set(versions)):
+        mine = sorted((r for r in rows if str(r["version"]) == version), key=lambda r: _num(pick(r, "bucket_start", "t")))
+        colour = colour_of(version, versions)
+        for key, dash in (("p50_ms", ""), ("p95_ms", ' stroke-dasharray="4 3"')):
+            points = [point(r, key) for r in mine]
+            line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>' for x, y in points)
+            body.append(
+                f'<g data-version="{attr(version)}" data-series="{key}" data-points="{len(mine)}">'
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{line}"/>{dots}</g>'
+            )
+    ticks = "".join(
+        f'<text x="{x:.1f}" y="{HEIGHT - PAD + 14}" font-size="10" text-anchor="{anchor}">{_clock(t)}</text>'
+        for x, t, anchor in ((PAD, t0, "start"), (WIDTH - 12, t1, "end")) if t1 > t0 or anchor == "start")
+    title = "Latency over time (ms; time in UTC): P50 solid, P95 dashed"
+    return _frame("latency-chart", title, "".join(body) + ticks, y_max, " ms", versions)
+
+
+def bar_chart(values: Mapping[str, float], testid: str, title: str, unit: str, y_max: float | None = None) -> str:
+    """One bar per version."""
+    if not values:
+        return note_html(f"{title}: no data yet.")
+    versions = list(values)
+    top = y_max or max(values.values()) or 1.0
+    slot = (WIDTH - PAD - 12) / len(versions)
+    body = []
+    for i, version in enumerate(sorted(versions)):
+        value = values[version]
+        height = min(value / top, 1.0) * (HEIGHT - PAD - 12)
+        x = PAD + i * slot + slot * 0.2
+        body.append(
+            f'<g data-version="{attr(version)}" data-value="{value:.4g}"><rect x="{x:.1f}" y="{HEIGHT - PAD - height:.1f}"'
+            f' width="{slot * 0.6:.1f}" height="{height:.1f}" fill="{colour_of(version, versions)}"/>'
+            f'<text x="{x:.1f}" y="{HEIGHT - PAD + 14}" font-size="11">{escape(version)}: {value:.3g}{escape(unit)}</text></g>'
+        )
+    return _frame(testid, title, "".join(body), top, unit, versions)
 
 
 def histogram(scores: Mapping[str, Sequence[float]], bins: int = 10) -> str:

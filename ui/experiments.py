@@ -1,40 +1,52 @@
 """Experiments tab: traffic policy editor, live per-version plots, shadow agreement, the decision."""
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 import gradio as gr
 
 from reranker.errors import InputError
 from reranker.service import RerankService
-from ui.charts import decision_html, histogram, shadow_table, stats_table
+from ui.charts import bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table
 from ui.guard import ACTOR, guarded, is_operator, signed_out_html
-from ui.plots import error_frame, latency_frame, share_frame
 from ui.policy_form import NO_SHADOW, even_split, form_from_policy, format_weights, policy_from_form
 from ui.sessions import OperatorSessions
-from ui.render import skeleton_html
+from ui.render import note_html, skeleton_html
 from ui.style import html_view
 
 REFRESH_SECONDS = 3.0
 TAB_LABEL = "Experiments"
 
 
+def window_note(report: Mapping[str, Any]) -> str:
+    """Which period every figure covers (the same for every version)."""
+    start = report.get("window_start")
+    if not isinstance(start, (int, float)):
+        return ""
+    since = time.strftime("%H:%M:%S", time.gmtime(start))
+    why = " (when the traffic policy last changed)" if report.get("since_policy_change") else ""
+    return note_html(f"Every figure covers the same period for every version: since {since} UTC{why}.")
+
+
 def report_views(report: Mapping[str, Any]) -> tuple[Any, ...]:
     """latency, share and error-rate plots; scores, per-version table, shadow table, decision."""
     rows = report.get("versions") or []
+    share = {str(r.get("version")): observed_share(r) for r in rows}
+    errors = {str(r.get("version")): float(r.get("error_rate") or 0) * 100 for r in rows}
     return (
-        latency_frame(report.get("series") or []),
-        share_frame(rows),
-        error_frame(rows),
+        latency_chart(report.get("series") or []),
+        bar_chart(share, "share-chart", "Traffic share (% of requests in the window)", "%", 100.0),
+        bar_chart(errors, "error-chart", "Error rate (% of requests in the window)", "%", max([5.0, *errors.values()])),
         histogram(report.get("scores") or {}),
-        stats_table(rows),
+        window_note(report) + stats_table(rows),
         shadow_table(report.get("shadow_live") or report.get("shadow") or []),
         decision_html(report.get("decision") or {}),
     )
 
 
 def signed_out_views() -> tuple[Any, ...]:
-    return (latency_frame([]), share_frame([]), error_frame([]), signed_out_html(), "", "", "")
+    return (signed_out_html(), "", "", "", "", "", "")
 
 
 def build_experiments_tab(service: RerankService, sessions: OperatorSessions) -> gr.Timer:
@@ -91,16 +103,10 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
         window = gr.Slider(60, 3600, value=600, step=60, label="Window (seconds): the last N seconds, for every figure"
                            " below", elem_id="ex-window")
         with gr.Row():
-            latency = gr.LinePlot(latency_frame([]), x="time", y="latency_ms", color="series", height=260,
-                                  title="Latency per version: P50 and P95 (ms)", x_title="time (UTC)",
-                                  y_title="latency (ms)", tooltip="all", elem_id="ex-latency-plot", min_width=300)
-            share = gr.BarPlot(share_frame([]), x="bar", y="percent", color="kind", y_lim=[0, 100], height=260,
-                               title="Traffic share (% of requests in the window)", x_title="version",
-                               y_title="% of requests", tooltip="all", elem_id="ex-share-plot", min_width=300)
+            latency = html_view(elem_id="ex-latency")
+            share = html_view(elem_id="ex-share")
         with gr.Row():
-            errors = gr.BarPlot(error_frame([]), x="version", y="error_pct", color="version", height=220,
-                                title="Error rate (% of requests in the window)", x_title="version",
-                                y_title="errors (%)", tooltip="all", elem_id="ex-error-plot", min_width=300)
+            errors = html_view(elem_id="ex-errors")
             scores = html_view(elem_id="ex-scores")
         stats = html_view(skeleton_html("Loading the experiment report…"), elem_id="ex-stats")
         shadow_view = html_view(elem_id="ex-shadow-view")

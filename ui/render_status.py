@@ -25,6 +25,7 @@ def state_words(state: str) -> str:
     return STATE_WORDS.get(state, state.replace("_", " "))
 GATE_FORMAT = {  # name -> (plain words, unit, factor from the gate's own unit, how the limit binds)
     "latency_p95": ("Candidate P95 latency", "ms", 1000.0, "≤"),
+    "latency": ("Candidate slowdown vs stable (paired replays, median per pair)", "%", 1.0, "≤"),
     "error_rate": ("Candidate error rate", "%", 100.0, "≤"),
     "memory_growth": ("Memory growth since the load", "%", 100.0, "≤"),
     "golden_same_model": ("Largest score difference vs stable (golden set)", "", 1.0, "≤"),
@@ -191,6 +192,8 @@ def gates_html(gates: Sequence[Mapping[str, Any]], state: str = "rolling_out") -
     for gate in gates:
         name = str(gate.get("name") or "")
         words, unit, factor, sign = GATE_FORMAT.get(name, (name.replace("_", " "), "", 1.0, "≤"))
+        if isinstance(gate.get("unit"), str):  # the gate states its own unit: values are already in it
+            unit, factor = ("" if gate["unit"] in ("score", "NDCG@5") else gate["unit"]), 1.0
         outcome = gate_outcome(gate, state)
         rows.append(
             f'<tr data-gate="{attr(name)}" data-outcome="{attr(outcome)}">'

@@ -19,6 +19,7 @@ from reranker.control.ports import (
     Event,
     EventLevel,
     EventSink,
+    EvidenceSampler,
     GoldenValidator,
     InterruptedRollout,
     LiveStatsSource,
@@ -61,7 +62,9 @@ class RolloutController:
         clock: Clock,
         gate_config: GateConfig = GateConfig(),
         max_events: int = 200,
+        sampler: EvidenceSampler | None = None,
     ) -> None:
+        self._sampler = sampler
         self._loader, self._validator, self._traffic = loader, validator, traffic
         self._stats, self._memory, self._unloader, self._sink = stats, memory, unloader, sink
         self._clock = clock
@@ -290,8 +293,14 @@ class RolloutController:
         # (decoded media, caches) are over by then, so growth from here on is the candidate's.
         run.baseline_rss = self._memory.rss_bytes()
         run.traffic_started_at = now
+        self._watch(now, run.candidate_id)
         self._enter_stage(now, run, 0)
         return True
+
+    def _watch(self, now: float, candidate_id: str | None) -> None:
+        sampler = self._sampler
+        if sampler is not None:
+            self._safely(now, lambda: sampler.watch(self._stable_id or "", candidate_id))
 
     def _advance(self, now: float, run: RunState) -> bool:
         stage = run.plan.stages[run.stage_index]
@@ -304,8 +313,10 @@ class RolloutController:
                 why = "; ".join(f"{name}: {detail}" for name, detail in waiting.items())
                 self._event(now, "awaiting_evidence", f"stage {run.stage_index + 1} holds until its gates decide: {why}")
             run.awaiting = tuple(waiting)
+            self._hold_if_starved(now, run, bool(waiting) and elapsed >= stage.seconds + stage.evidence_wait)
             return False
         run.awaiting = ()
+        self._hold_if_starved(now, run, False)
         if run.stage_index + 1 == len(run.plan.stages):
             self._promote(now, T.PLAN_COMPLETE, "every stage passed its gates", "controller")
             return True
@@ -313,6 +324,19 @@ class RolloutController:
         # The plan keeps its own schedule however late the tick came, unless a failing check held the stage.
         self._enter_stage(now, run, run.stage_index + 1, 0.0 if run.held else elapsed - stage.seconds)
         return True
+
+    def _hold_if_starved(self, now: float, run: RunState, starved: bool) -> None:
+        """Past the stage's evidence wait with gates still undecided: hold, say why, alert once."""
+        if not starved:
+            if run.holding:
+                run.holding = ""
+                self._event(now, "evidence_arrived", f"stage {run.stage_index + 1}: enough evidence arrived; holding ends")
+            return
+        counts = [f"{g.have}/{g.need} {g.evidence}" for g in run.gates.values() if g.pending and g.need]
+        message = f"holding: {', '.join(counts) or 'no live check has run'} — not enough traffic"
+        if not run.holding:
+            self._event(now, "holding", f"stage {run.stage_index + 1} {message}", EventLevel.ALERT)
+        run.holding = message
 
     def _undecided(self, run: RunState) -> dict[str, str]:
         """The live gates that still lack evidence, by name ({} when the stage may end).
@@ -347,8 +371,8 @@ class RolloutController:
         since = max(run.traffic_started_at, now - self._cfg.window_seconds)
         results = live_gates(
             names,
-            self._stats.window(self._stable_id or "", since),
             self._stats.window(run.candidate_id or "", since),
+            self._stats.pairs(self._stable_id or "", run.candidate_id or "", since),
             run.baseline_rss,
             self._memory.rss_bytes() if "memory" in names else 0,
             self._cfg,
@@ -371,7 +395,9 @@ class RolloutController:
         run = self._run
         assert run is not None and run.candidate_id is not None
         self._traffic.set_candidate_share(run.candidate_id, None, 0.0)
+        self._watch(now, None)
         run.freeze_stage(now)
+        run.holding = ""
         run.retiring_id, self._stable_id = self._stable_id, run.candidate_id
         run.share, run.unload_requested = 100.0, False
         self._move(now, trigger, "promote", f"{why}: {run.candidate_id} is now stable; unloading {run.retiring_id}", actor=actor)
@@ -382,7 +408,9 @@ class RolloutController:
         run = self._run
         assert run is not None
         run.traffic_reverted = self._revert_traffic(now, run)
+        self._watch(now, None)
         run.freeze_stage(now)
+        run.holding = ""
         if self._state is S.VALIDATING:
             self._safely(now, self._validator.cancel_validation)
         self._reason = why

@@ -5,7 +5,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from reranker.control.livestats import WindowStats
+from reranker.control.livestats import PairedWindow, WindowStats
+from reranker.control.measures import mann_whitney_greater, median
 from reranker.errors import InputError
 
 
@@ -13,8 +14,9 @@ from reranker.errors import InputError
 class GateConfig:
     golden_max_delta: float = 0.001  # same-model: max |score delta| on the golden set
     ndcg_tolerance: float = 0.01  # new-model: candidate NDCG@5 may trail the stable's by this much
-    latency_ratio: float = 1.15  # candidate P95 <= ratio x stable P95
-    latency_min_samples: int = 20  # per version, in the window, before latency is judged
+    latency_ratio: float = 1.15  # minimum effect: fail only when the candidate is > (ratio - 1) slower
+    latency_alpha: float = 0.01  # ... and a one-sided Mann-Whitney U test says so at this level
+    latency_min_samples: int = 20  # paired replays in the window before latency is judged
     max_error_rate: float = 0.01
     error_min_samples: int = 20  # candidate requests in the window before errors are judged
     max_memory_growth: float = 0.05  # RSS growth since the candidate finished loading
@@ -26,7 +28,8 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate's verdict. A pending gate lacks evidence yet: it has not failed."""
+    """One gate's verdict, its observed value and threshold in `unit` ("ms", "%", "MiB", ...).
+    A pending gate lacks evidence yet: it has not failed; `have`/`need` count that evidence."""
 
     name: str
     observed: float | None
@@ -34,6 +37,10 @@ class GateResult:
     passed: bool
     detail: str
     pending: bool = False
+    unit: str = ""
+    have: int | None = None
+    need: int | None = None
+    evidence: str = ""  # what have/need count, e.g. "candidate requests"
 
     @property
     def verdict(self) -> str:
@@ -52,7 +59,21 @@ class GateResult:
             "pending": self.pending,
             "verdict": self.verdict,
             "detail": self.detail,
+            "unit": self.unit,
+            "observed_text": _with_unit(self.observed, self.unit),
+            "threshold_text": _with_unit(self.threshold, self.unit),
+            **({"have": self.have, "need": self.need, "evidence": self.evidence} if self.pending else {}),
         }
+
+
+def _with_unit(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "%":
+        return f"{value:+.1f} %" if value < 0 else f"{value:.1f} %"
+    if unit in ("ms", "MiB"):
+        return f"{value:.1f} {unit}"
+    return f"{value:.4g}" + (f" {unit}" if unit else "")
 
 
 def _at_most(value: float, limit: float) -> bool:
@@ -60,8 +81,9 @@ def _at_most(value: float, limit: float) -> bool:
     return value <= limit or math.isclose(value, limit, rel_tol=1e-9)
 
 
-def _pending(name: str, threshold: float, detail: str) -> GateResult:
-    return GateResult(name=name, observed=None, threshold=threshold, passed=True, detail=detail, pending=True)
+def _pending(name: str, threshold: float, detail: str, unit: str, have: int, need: int, evidence: str) -> GateResult:
+    return GateResult(name=name, observed=None, threshold=threshold, passed=True, detail=detail, pending=True,
+                      unit=unit, have=have, need=need, evidence=evidence)
 
 
 def golden_same_model(stable_scores: Sequence[float], candidate_scores: Sequence[float], cfg: GateConfig) -> GateResult:
@@ -74,7 +96,7 @@ def golden_same_model(stable_scores: Sequence[float], candidate_scores: Sequence
     worst = max(deltas) if all(math.isfinite(d) for d in deltas) else math.inf
     passed = _at_most(worst, cfg.golden_max_delta)
     detail = f"max |score delta| {worst:.6f} over {len(deltas)} golden pairs (limit {cfg.golden_max_delta:g})"
-    return GateResult("golden_same_model", worst, cfg.golden_max_delta, passed, detail)
+    return GateResult("golden_same_model", worst, cfg.golden_max_delta, passed, detail, unit="score")
 
 
 def golden_new_model(stable_ndcg: float, candidate_ndcg: float, cfg: GateConfig) -> GateResult:
@@ -82,7 +104,7 @@ def golden_new_model(stable_ndcg: float, candidate_ndcg: float, cfg: GateConfig)
     floor = stable_ndcg - cfg.ndcg_tolerance
     passed = math.isfinite(candidate_ndcg) and _at_most(floor, candidate_ndcg)
     detail = f"candidate NDCG@5 {candidate_ndcg:.4f} vs stable {stable_ndcg:.4f} (tolerance {cfg.ndcg_tolerance:g})"
-    return GateResult("golden_new_model", candidate_ndcg, floor, passed, detail)
+    return GateResult("golden_new_model", candidate_ndcg, floor, passed, detail, unit="NDCG@5")
 
 
 def ndcg_at_k(scores: Sequence[float], labels: Sequence[float], k: int = 5) -> float:
@@ -100,50 +122,59 @@ def ndcg_at_k(scores: Sequence[float], labels: Sequence[float], k: int = 5) -> f
     return dcg(gains) / best if best > 0 else 0.0
 
 
-def latency_gate(stable: WindowStats, candidate: WindowStats, cfg: GateConfig) -> GateResult:
-    limit = cfg.latency_ratio * stable.p95
-    if min(stable.count, candidate.count) < cfg.latency_min_samples:
-        return _pending(
-            "latency_p95",
-            limit,
-            f"waiting for {cfg.latency_min_samples} requests per version "
-            f"(stable {stable.count}, candidate {candidate.count})",
-        )
-    passed = _at_most(candidate.p95, limit)
+def latency_gate(paired: PairedWindow, cfg: GateConfig) -> GateResult:
+    """Candidate vs stable on matched work: the same requests replayed on both versions in
+    isolated forward passes (model time per pair). Fails only when the candidate is slower by
+    more than the minimum effect (latency_ratio - 1, on the medians) AND a one-sided
+    Mann-Whitney U test finds it slower at latency_alpha."""
+    limit = (cfg.latency_ratio - 1.0) * 100.0
+    if paired.count < cfg.latency_min_samples:
+        return _pending("latency", limit, f"waiting for {cfg.latency_min_samples} paired replays (have {paired.count})",
+                        "%", paired.count, cfg.latency_min_samples, "paired replays")
+    stable_ms, candidate_ms = median(paired.stable) * 1000.0, median(paired.candidate) * 1000.0  # type: ignore[operator]
+    slower = (candidate_ms / stable_ms - 1.0) * 100.0 if stable_ms > 0 else (math.inf if candidate_ms > 0 else 0.0)
+    test = mann_whitney_greater(paired.candidate, paired.stable)
+    passed = not (test.p_greater < cfg.latency_alpha and slower > limit)
     detail = (
-        f"candidate P95 {candidate.p95 * 1000:.1f} ms vs stable {stable.p95 * 1000:.1f} ms "
-        f"(limit {cfg.latency_ratio:g}x = {limit * 1000:.1f} ms)"
+        f"candidate {candidate_ms:.2f} ms/pair vs stable {stable_ms:.2f} ms/pair (median of {paired.count} paired "
+        f"replays, {slower:+.1f} %; Mann-Whitney p={test.p_greater:.3g}); fails when slower by > {limit:g} % "
+        f"with p < {cfg.latency_alpha:g}"
     )
-    return GateResult("latency_p95", candidate.p95, limit, passed, detail)
+    return GateResult("latency", slower, limit, passed, detail, unit="%")
 
 
-def error_rate_gate(candidate: WindowStats, cfg: GateConfig) -> GateResult:
-    if candidate.count < cfg.error_min_samples:
-        return _pending(
-            "error_rate",
-            cfg.max_error_rate,
-            f"waiting for {cfg.error_min_samples} candidate requests (have {candidate.count}, "
-            f"{candidate.errors} failed)",
-        )
-    passed = _at_most(candidate.error_rate, cfg.max_error_rate)
-    detail = f"{candidate.errors} of {candidate.count} candidate requests failed ({candidate.error_rate:.2%})"
-    return GateResult("error_rate", candidate.error_rate, cfg.max_error_rate, passed, detail)
+def error_rate_gate(candidate: WindowStats, cfg: GateConfig, paired: PairedWindow | None = None) -> GateResult:
+    """Candidate errors over its live requests plus its mirrored replays."""
+    runs = candidate.count + (paired.candidate_runs if paired else 0)
+    errors = candidate.errors + (paired.candidate_errors if paired else 0)
+    limit = cfg.max_error_rate * 100.0
+    if runs < cfg.error_min_samples:
+        return _pending("error_rate", limit,
+                        f"waiting for {cfg.error_min_samples} candidate requests (have {runs}, {errors} failed)",
+                        "%", runs, cfg.error_min_samples, "candidate requests")
+    rate = errors / runs * 100.0
+    passed = _at_most(rate, limit)
+    detail = (f"{errors} of {runs} candidate requests failed ({rate:.2f} %; {candidate.count} live, "
+              f"{runs - candidate.count} mirrored); limit {limit:g} %")
+    return GateResult("error_rate", rate, limit, passed, detail, unit="%")
 
 
 def memory_gate(baseline_rss: int, rss_now: int, cfg: GateConfig) -> GateResult:
-    """Process RSS growth since the candidate finished loading."""
+    """Process RSS growth (MiB) since traffic started; limit max_memory_growth of that RSS."""
+    limit = baseline_rss * cfg.max_memory_growth / 2**20
     if baseline_rss <= 0:
-        return _pending("memory_growth", cfg.max_memory_growth, "no RSS baseline recorded")
-    growth = (rss_now - baseline_rss) / baseline_rss
-    passed = _at_most(growth, cfg.max_memory_growth)
-    detail = f"RSS {rss_now / 2**20:.0f} MiB vs {baseline_rss / 2**20:.0f} MiB after load ({growth:+.1%})"
-    return GateResult("memory_growth", growth, cfg.max_memory_growth, passed, detail)
+        return _pending("memory_growth", limit, "no RSS baseline recorded", "MiB", 0, 1, "RSS baseline")
+    growth = (rss_now - baseline_rss) / 2**20
+    passed = _at_most(growth, limit)
+    detail = (f"RSS {rss_now / 2**20:.0f} MiB vs {baseline_rss / 2**20:.0f} MiB when traffic started "
+              f"({growth:+.1f} MiB; limit +{limit:.1f} MiB = {cfg.max_memory_growth:.0%})")
+    return GateResult("memory_growth", growth, limit, passed, detail, unit="MiB")
 
 
 def live_gates(
     names: Sequence[str],
-    stable: WindowStats,
     candidate: WindowStats,
+    paired: PairedWindow,
     baseline_rss: int,
     rss_now: int,
     cfg: GateConfig,
@@ -151,9 +182,9 @@ def live_gates(
     """The live gates a stage names ("latency", "error_rate", "memory"), in that order."""
     results = []
     if "latency" in names:
-        results.append(latency_gate(stable, candidate, cfg))
+        results.append(latency_gate(paired, cfg))
     if "error_rate" in names:
-        results.append(error_rate_gate(candidate, cfg))
+        results.append(error_rate_gate(candidate, cfg, paired))
     if "memory" in names:
         results.append(memory_gate(baseline_rss, rss_now, cfg))
     return results

@@ -38,9 +38,19 @@ class Stage:
     seconds: float = 0.0
     ramp: bool = False
     gates: tuple[str, ...] = LIVE_GATES
+    evidence_wait_s: float | None = None  # past its minimum time, wait this long for evidence, then hold
+
+    @property
+    def evidence_wait(self) -> float:
+        """Seconds past the stage's minimum time it waits for its gates' evidence before holding
+        and alerting (default: 3x the stage time, at least 10 s)."""
+        return self.evidence_wait_s if self.evidence_wait_s is not None else max(3.0 * self.seconds, 10.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"share": self.share, "seconds": self.seconds, "ramp": self.ramp, "gates": list(self.gates)}
+        out = {"share": self.share, "seconds": self.seconds, "ramp": self.ramp, "gates": list(self.gates)}
+        if self.evidence_wait_s is not None:
+            out["evidence_wait_s"] = self.evidence_wait_s
+        return out
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,9 @@ class Plan:
             raise InputError(f"time_scale must be a positive number, got {time_scale!r}")
         if time_scale == 1:
             return self
-        stages = tuple(replace(stage, seconds=stage.seconds * time_scale) for stage in self.stages)
+        stages = tuple(replace(stage, seconds=stage.seconds * time_scale,
+                               evidence_wait_s=None if stage.evidence_wait_s is None else stage.evidence_wait_s * time_scale)
+                       for stage in self.stages)
         return Plan(name=f"{self.name} x{time_scale:g}", stages=stages)
 
     def to_list(self) -> list[dict[str, Any]]:
@@ -103,7 +115,7 @@ def _number(raw: Any, where: str, key: str) -> float:
 def _stage(raw: Any, where: str) -> Stage:
     if not isinstance(raw, dict):
         raise InputError(f"plan {where}: must be an object like {{\"share\": 5, \"seconds\": 30}}, got {raw!r}")
-    unknown = sorted(set(raw) - {"share", "seconds", "ramp", "gates"})
+    unknown = sorted(set(raw) - {"share", "seconds", "ramp", "gates", "evidence_wait_s"})
     if unknown:
         raise InputError(f"plan {where}: unknown field {unknown[0]!r}")
     if "share" not in raw:
@@ -122,7 +134,11 @@ def _stage(raw: Any, where: str) -> Stage:
     gates = raw.get("gates", list(LIVE_GATES))
     if not isinstance(gates, list) or any(g not in LIVE_GATES for g in gates):
         raise InputError(f"plan {where}: gates must be a list drawn from {list(LIVE_GATES)}, got {gates!r}")
-    return Stage(share=share, seconds=seconds, ramp=ramp, gates=tuple(gates))
+    wait = raw.get("evidence_wait_s")
+    if wait is not None and (_number(wait, where, "evidence_wait_s") < 0):
+        raise InputError(f"plan {where}: evidence_wait_s must be >= 0, got {wait!r}")
+    return Stage(share=share, seconds=seconds, ramp=ramp, gates=tuple(gates),
+                 evidence_wait_s=None if wait is None else float(wait))
 
 
 def parse_plan(raw: str | Sequence[Any], name: str = "custom") -> Plan:

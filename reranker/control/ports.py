@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any, Protocol, Sequence
 
 from reranker.control.gates import GateResult
-from reranker.control.livestats import WindowStats
+from reranker.control.livestats import PairedWindow, WindowStats
 from reranker.control.plans import Mode
 
 
@@ -58,6 +58,16 @@ class TrafficSetter(Protocol):
 
 class LiveStatsSource(Protocol):
     def window(self, version: str, since: float) -> WindowStats: ...
+
+    def pairs(self, stable: str, candidate: str, since: float) -> PairedWindow:
+        """Paired replays of the same requests on both versions (see EvidenceSampler)."""
+
+
+class EvidenceSampler(Protocol):
+    def watch(self, stable_id: str, candidate_id: str | None) -> None:
+        """Replay a sample of live requests on both versions in the background lane (answers are
+        never changed), mirroring to the candidate whatever its share does not bring;
+        candidate None stops."""
 
 
 class MemoryProbe(Protocol):

@@ -1,7 +1,7 @@
 """Aggregate queries over the request log for the metrics and experiments views.
 
-An error is a row with status >= 500. Latency percentiles are over the rows that are not errors
-(linear interpolation between closest ranks); they are None when there are no such rows.
+An error is a row with status >= 500. Latency percentiles are over the rows that are not errors,
+with the shared percentile of reranker.control.measures; they are None when there are no such rows.
 """
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import math
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Sequence, TypeVar
+from typing import Callable, Hashable, Iterable, TypeVar
 
+from reranker.control.measures import percentile
 from reranker.control.store import Store
 from reranker.errors import InputError
 
@@ -46,16 +47,6 @@ class SeriesPoint:
     errors: int
     p50_ms: float | None
     p95_ms: float | None
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0..100) of already sorted values, linearly interpolated."""
-    if not sorted_values:
-        return None
-    rank = (len(sorted_values) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
 def version_stats(store: Store, since: float, until: float = math.inf) -> list[VersionStats]:

@@ -37,6 +37,7 @@ class RunState:
     held: bool = False  # a failing check, or missing evidence, kept the stage past its minimum time
     gates_checked: bool = False  # at least one live check has run since traffic started
     awaiting: tuple[str, ...] = ()  # the gates the stage waits on for evidence (() when it does not)
+    holding: str = ""  # set once the stage waited past its evidence_wait: "holding: 12/20 candidate requests — ..."
     traffic_reverted: bool = False
     unload_requested: bool = False
 
@@ -71,6 +72,7 @@ class ControllerSnapshot:
     reason: str  # why the current or last rollout is rolling back, failed or was interrupted
     acknowledged: bool
     kind: str = "rollout"  # "rollout" or "replace" (replace in place)
+    holding: str = ""  # why the stage holds for lack of evidence ("" when it does not)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class ControllerSnapshot:
             "reason": self.reason,
             "acknowledged": self.acknowledged,
             "kind": self.kind,
+            "holding": self.holding,
         }
 
 
@@ -129,4 +132,5 @@ def build_snapshot(
         reason=reason,
         acknowledged=state not in NEEDS_ACKNOWLEDGE,
         kind=run.kind if run else "rollout",
+        holding=run.holding if run else "",
     )

@@ -40,11 +40,27 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One stage of the plan as the operator sees it."""
+
+    stage: int  # 1-based
+    share: float
+    seconds: float
+    ramp: bool
+    state: str  # "done" | "current" | "holding" | "pending"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "share": self.share, "seconds": self.seconds, "ramp": self.ramp, "state": self.state}
+
+
+@dataclass(frozen=True)
 class Status:
     light: Light
     banner: str  # empty when nothing is in flight and nothing needs attention
     state: str
     progress: Progress | None  # while a candidate takes traffic
+    holding: str = ""  # "holding: 12/20 candidate requests — not enough traffic" while a stage starves
+    steps: tuple[Step, ...] = ()  # the plan's stages with done/current/holding/pending
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,7 +68,31 @@ class Status:
             "banner": self.banner,
             "state": self.state,
             "progress": self.progress.to_dict() if self.progress else None,
+            "holding": self.holding,
+            "steps": [step.to_dict() for step in self.steps],
         }
+
+
+def _steps(snap: ControllerSnapshot) -> tuple[Step, ...]:
+    plan = snap.plan
+    if plan is None or snap.kind != "rollout":
+        return ()
+    if snap.state in (S.PROMOTING, S.PROMOTED):
+        current = len(plan.stages)
+    elif snap.state in (S.ROLLING_OUT, S.PAUSED, S.ROLLING_BACK, S.ROLLED_BACK):
+        current = snap.stage_index
+    else:
+        current = -1
+    out = []
+    for i, stage in enumerate(plan.stages):
+        if current < 0 or i > current or (i == current and snap.state not in (S.ROLLING_OUT, S.PAUSED)):
+            state = "pending" if current < 0 or i > current else "stopped"
+        elif i < current:
+            state = "done"
+        else:
+            state = "holding" if snap.holding else "current"
+        out.append(Step(i + 1, stage.share, stage.seconds, stage.ramp, state))
+    return tuple(out)
 
 
 def _progress(snap: ControllerSnapshot) -> Progress | None:
@@ -94,6 +134,8 @@ def _banner(snap: ControllerSnapshot, progress: Progress | None) -> str:
                 "new requests wait until it serves")
     if state is S.PROMOTING:
         return f"Model upgrade finishing — answers come from {snap.stable_id}; unloading {snap.retiring_id}"
+    if progress is not None and snap.holding:
+        return f"Model upgrade {progress.stage}/{progress.stages} {snap.holding} — answers still come from {snap.stable_id}"[:400]
     if progress is not None:
         paused = " paused" if state is S.PAUSED else ""
         some = "answers" if progress.share >= 100 else "some answers"
@@ -122,6 +164,8 @@ def derive_status(snap: ControllerSnapshot, model_ready: bool) -> Status:
     update failed or rolled back (until acknowledged), or no model can serve."""
     progress = _progress(snap)
     banner = _banner(snap, progress)
+    steps = _steps(snap)
     if not model_ready:
-        return Status(Light.RED, banner or "No model is ready to serve — load one in the Operator tab", snap.state.value, progress)
-    return Status(_light(snap.state), banner, snap.state.value, progress)
+        return Status(Light.RED, banner or "No model is ready to serve — load one in the Operator tab", snap.state.value,
+                      progress, snap.holding, steps)
+    return Status(_light(snap.state), banner, snap.state.value, progress, snap.holding, steps)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from reranker.clock import Clock
+from reranker.engine.devicegate import DeviceGate
 from reranker.engine.engine import Engine
 from reranker.errors import InsufficientMemory, ModelLoadError, RerankerError
 from reranker.models.loading import LoadResult, estimate_footprint, load_model
@@ -26,13 +27,13 @@ class EmbeddedEngines:
         self._settings = settings
         self._clock = clock
         self._loader = loader
-        self._device_locks: dict[str, threading.Lock] = {}
+        self._device_gates: dict[str, DeviceGate] = {}
         self._lock = threading.Lock()
 
     def open(self, version: str, path: Path, cancel: threading.Event) -> Engine:
         result = self._loader(path, device_pref=self._settings.device, model_id=version, cancel=cancel)
         engine = Engine(result.model, self._settings.engine, self._clock,
-                        compute_lock=self._device_lock(result.model.info.device))
+                        gate=self._device_gate(result.model.info.device))
         try:
             engine.warm_up()
         except Exception:
@@ -63,7 +64,8 @@ class EmbeddedEngines:
     def close(self) -> None:
         """Nothing of its own to release."""
 
-    def _device_lock(self, device: str) -> threading.Lock:
-        """One lock per device: versions sharing it run their forward passes one at a time."""
+    def _device_gate(self, device: str) -> DeviceGate:
+        """One gate per device: versions sharing it run their forward passes one at a time,
+        live batches first (background work: golden-set chunks, paired replays)."""
         with self._lock:
-            return self._device_locks.setdefault(device, threading.Lock())
+            return self._device_gates.setdefault(device, DeviceGate())

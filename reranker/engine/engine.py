@@ -16,6 +16,7 @@ from reranker.clock import Clock
 from reranker.content import Content, ImageItem, Pair
 from reranker.engine.batcher import BatchQueue, Job, Slot
 from reranker.engine.cache import ScoreCache, ScoreKey, score_key
+from reranker.engine.devicegate import DeviceGate
 from reranker.errors import ModelLoadError, NotReady, RequestCancelled, RerankerError
 from reranker.models.base import ModelInfo, Reranker, TokenCounter
 from reranker.settings import EngineSettings
@@ -57,11 +58,11 @@ class Engine:
     """
 
     def __init__(self, model: Reranker, settings: EngineSettings, clock: Clock,
-                 compute_lock: threading.Lock | None = None) -> None:
+                 gate: DeviceGate | None = None) -> None:
         self._model = model
-        # Engines on one device share this lock: forward passes of two versions never overlap,
-        # so each version's model time is measured without the other's interference.
-        self._compute_lock = compute_lock or threading.Lock()
+        # Engines on one device share this gate: forward passes of two versions never overlap,
+        # and background work (golden set, latency probes) yields to live batches.
+        self._gate = gate or DeviceGate()
         self._info = model.info
         self._clock = clock
         self._cache = ScoreCache(settings.cache_entries)
@@ -131,6 +132,30 @@ class Engine:
                 for i in positions:
                     results[i] = value
         return Scoring([value for value in results if value is not None], len(missing), model_seconds, tokens)
+
+    def score_isolated(self, pairs: Sequence[Pair], session: dict | None = None) -> tuple[list[float], float]:
+        """Score exactly these pairs in one forward pass of their own, at background priority.
+
+        Never mixed with live requests and never read from or written to the cache, so two
+        versions given the same pairs run the same batch (composition, padding, dtype path).
+        `session` (a dict the caller keeps for one isolated run) goes to a model's own
+        score_isolated(). Returns the scores and the model seconds of that pass."""
+        if self.state is EngineState.CLOSED:
+            raise NotReady(f"engine for model {self._info.id} is closed; the pairs were not scored")
+        with self._gate.background():
+            started = self._clock.monotonic()
+            try:
+                isolated = getattr(self._model, "score_isolated", None)
+                raw = isolated(list(pairs), session) if isolated is not None else self._model.score(list(pairs))
+                scores = [float(value) for value in raw]
+            except Exception as exc:
+                raise self._batch_error(exc, len(pairs)) from exc
+            elapsed = self._clock.monotonic() - started
+        if len(scores) != len(pairs):
+            raise RerankerError(f"model returned {len(scores)} scores for {len(pairs)} pairs")
+        if not all(math.isfinite(value) for value in scores):
+            raise RerankerError(f"model {self._info.id} returned a non-finite score on an isolated batch")
+        return scores, elapsed
 
     def warm_up(self) -> None:
         """Score a tiny text pair and a tiny image pair (bypassing the cache); then report ready."""
@@ -230,7 +255,7 @@ class Engine:
         if not groups:
             return None
         pairs = [slots[0].pair for slots in groups.values()]
-        with self._compute_lock:
+        with self._gate.live():
             started = self._clock.monotonic()
             try:
                 scores = [float(value) for value in self._model.score(pairs)]

@@ -33,7 +33,13 @@ class Reranker(Protocol):
     def info(self) -> ModelInfo: ...
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
-        """Relevance scores in [0, 1], one per pair, in the order given."""
+        """Relevance scores in [0, 1], one per pair, in the order given.
+
+        A model that keeps caches of its own between calls may also offer
+        `score_isolated(pairs, session)`: the same scores computed without its shared caches
+        (`session`, a dict kept by the caller for one isolated run, may hold what that run computed),
+        so the result depends on the pairs and the run alone. The engine uses it for golden-set
+        chunks and paired replays; without it, score() is used."""
         ...
 
     def close(self) -> None:

@@ -40,6 +40,7 @@ from reranker.service.replace import Admission
 from reranker.service.rollout_ports import (
     DrainingUnloader, GoldenSetValidator, ProcessMemory, RegistryTraffic, VersionLoader, default_golden,
 )
+from reranker.service.probes import PairedReplays
 from reranker.service.updates import StoreSink, UpdateManager
 from reranker.service.workpool import WorkPool
 from reranker.service.versions import LoadJob, VersionManager
@@ -54,7 +55,8 @@ T = TypeVar("T")
 class Scored:
     version: str
     scores: list[float]
-    seconds: float
+    seconds: float  # model time of the batches that computed its pairs
+    latency_s: float  # the request's latency: arrival to answer, wall clock (reranker.control.measures)
     tokens: int = 0  # tokens the model read for the request (its own tokenizer; cached pairs included)
 
 
@@ -64,9 +66,8 @@ class RerankService(OperatorMixin):
     def __init__(self, settings: Settings, clock: Clock, admin_token: str, rng: random.Random | None = None,
                  gate_config: GateConfig | None = None) -> None:
         self.settings = settings
-        self.gate_config = gate_config or GateConfig(
+        self.gate_config = gate_config or GateConfig(  # paired replays: GateConfig's own minimum (20)
             latency_ratio=settings.gate_latency_ratio,
-            latency_min_samples=settings.gate_min_samples,
             error_min_samples=settings.gate_min_samples,
         )
         self.clock = clock
@@ -97,6 +98,8 @@ class RerankService(OperatorMixin):
         self.admission = Admission(settings.replace_wait_s)
         self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
         self._quality: dict[str, float] = {}
+        self.probes = PairedReplays(self.registry, self.live, clock)
+        self._policy_since: float | None = None  # when the operator's traffic policy last changed
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
         self.metrics.watch_request_log(lambda: self.request_log.lost_counts())
@@ -114,6 +117,7 @@ class RerankService(OperatorMixin):
             sink=sink,
             clock=self.clock,
             gate_config=self.gate_config,
+            sampler=self.probes,
         )
 
     def _golden_decoders(self) -> Decoders:
@@ -245,10 +249,11 @@ class RerankService(OperatorMixin):
         with self.admission.admitted():
             if pinned_version is not None:
                 scored, shadow = self._score_on(pinned_version, query, documents, request.instruction,
-                                                cancel=cancel), None
+                                                cancel=cancel, started=started), None
             else:
-                scored, shadow = self._score_routed(request, query, documents, cancel)
-        result = self._result(request_id, scored, request.top_n, len(documents), started)
+                scored, shadow = self._score_routed(request, query, documents, started, cancel)
+                self.probes.offer(query, documents, request.instruction)
+        result = self._result(request_id, scored, request.top_n, len(documents))
         if any(item.images or item.videos for item in (query, *documents)):
             trim_heap()  # the model's per-request buffers for media are freed: give the pages back
         record = self._record(request, result)
@@ -266,8 +271,8 @@ class RerankService(OperatorMixin):
         query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
         results = []
         for version in versions:
-            scored = self._score_on(version, query, documents, request.instruction, cancel=cancel)
-            results.append(self._result(uuid.uuid4().hex, scored, request.top_n, len(documents), started))
+            scored = self._score_on(version, query, documents, request.instruction, cancel=cancel, started=started)
+            results.append(self._result(uuid.uuid4().hex, scored, request.top_n, len(documents)))
             started = self.clock.monotonic()
         k = request.top_n or min(10, len(documents))
         order_a = [r.index for r in results[0].results] + _rest(results[0], len(documents))
@@ -283,24 +288,25 @@ class RerankService(OperatorMixin):
             raise
 
     def _score_routed(self, request: RankRequest, query: Content, documents: list[Content],
-                      cancel: CancelToken | None = None) -> tuple[Scored, str | None]:
+                      started: float, cancel: CancelToken | None = None) -> tuple[Scored, str | None]:
         caller = request.caller
         with self._rng_lock:
             draw = self._rng.random()
         attributes = RequestAttributes(region=caller.region, client_ip=caller.client_ip)
         with self.registry.acquire_routed(caller.user_key, attributes, draw) as lease:
             scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction,
-                                 cancel=cancel)
+                                 started, cancel=cancel)
         return scored, lease.route.shadow
 
     def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None,
-                  shadow: bool = False, cancel: CancelToken | None = None) -> Scored:
+                  shadow: bool = False, cancel: CancelToken | None = None, started: float | None = None) -> Scored:
         with self.registry.acquire(version) as engine:
-            return self._timed(version, engine, query, documents, instruction, shadow, cancel)
+            return self._timed(version, engine, query, documents, instruction,
+                               self.clock.monotonic() if started is None else started, shadow, cancel)
 
     def _timed(self, version: str, engine: ScoringEngine, query: Content, documents: Sequence[Content],
-               instruction: str | None, shadow: bool = False, cancel: CancelToken | None = None) -> Scored:
-        t0 = self.clock.monotonic()
+               instruction: str | None, started: float, shadow: bool = False,
+               cancel: CancelToken | None = None) -> Scored:
         try:
             scoring = engine.score_counted(query, documents, instruction, cancel)
         except RequestCancelled as exc:  # not a model error: the gates never see it
@@ -308,24 +314,22 @@ class RerankService(OperatorMixin):
             self.metrics.cancelled_pairs.inc(exc.unscored_pairs)
             raise
         except RerankerError as exc:
-            seconds = self.clock.monotonic() - t0
-            self._count(version, seconds, seconds, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
+            seconds = self.clock.monotonic() - started
+            self._count(version, seconds, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
             raise
-        scores, seconds = scoring.scores, self.clock.monotonic() - t0
-        self._count(version, seconds, scoring.model_seconds, ok=True, kind="", n_docs=len(documents),
-                    shadow=shadow, computed=scoring.computed)
+        scores, seconds = scoring.scores, self.clock.monotonic() - started
+        self._count(version, seconds, ok=True, kind="", n_docs=len(documents), shadow=shadow)
         self.score_history.add(version, scores)
-        return Scored(version, scores, seconds, scoring.tokens)
+        return Scored(version, scores, scoring.model_seconds, seconds, scoring.tokens)
 
-    def _count(self, version: str, seconds: float, model_seconds: float, ok: bool, kind: str, n_docs: int,
-               shadow: bool, computed: int = 1) -> None:
-        """Live stats feed the rollout gates with each request's model time: the forward passes
-        that computed its pairs, which run one at a time per device, so a version serving 5% of
-        traffic is not timed while the other one's batches fight it for the same cores. Answers
-        served wholly from the score cache are left out (a warm stable would look faster than any
-        new version). /metrics keeps the wall-clock latency and counts shadow copies apart."""
-        if computed or not ok:
-            self.live.record(version, model_seconds, ok, self.clock.now())
+    def _count(self, version: str, seconds: float, ok: bool, kind: str, n_docs: int, shadow: bool) -> None:
+        """One latency everywhere (reranker.control.measures): the request's wall-clock time from
+        arrival to answer feeds the live window (error-rate gate, status), /metrics and the request
+        log alike. The latency gate does not read it: two arms of unequal size are not comparable
+        per request, so it judges paired replays instead (service/probes.py). Shadow copies are
+        counted apart in /metrics."""
+        if not shadow:
+            self.live.record(version, seconds, ok, self.clock.now())
         if shadow:
             self.metrics.requests.labels(version, "shadow" if ok else "shadow_error").inc()
             return
@@ -336,9 +340,9 @@ class RerankService(OperatorMixin):
         else:
             self.metrics.errors.labels(version, kind).inc()
 
-    def _result(self, request_id: str, scored: Scored, top_n: int | None, n_docs: int, started: float) -> RankResult:
+    def _result(self, request_id: str, scored: Scored, top_n: int | None, n_docs: int) -> RankResult:
         ranked = tuple(RankedDocument(i, s) for i, s in top_results(scored.scores, top_n))
-        latency_ms = (self.clock.monotonic() - started) * 1000.0
+        latency_ms = scored.latency_s * 1000.0
         usage = {"model_ms": round(scored.seconds * 1000.0, 3), "total_tokens": scored.tokens}
         return RankResult(request_id, scored.version, ranked, latency_ms, n_docs, usage)
 
@@ -417,6 +421,7 @@ class RerankService(OperatorMixin):
     def _swap(self, policy: TrafficPolicy, primary: str) -> None:
         t0 = self.clock.monotonic()
         self.registry.swap(policy, primary)
+        self._policy_since = self.clock.now()
         self.metrics.swap_blocked.observe(self.clock.monotonic() - t0)
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -426,6 +431,7 @@ class RerankService(OperatorMixin):
         self._watch_stop.set()
         self.work.close()
         self.updates.close()
+        self.probes.close()
         self._shadow_pool.shutdown(wait=True, cancel_futures=True)
         self.request_log.close()
         self.versions_manager.close_all()

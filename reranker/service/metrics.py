@@ -41,7 +41,9 @@ class ServiceMetrics:
             ["version", "kind"], registry=r,
         )
         self.latency = Histogram(
-            "reranker_request_duration_seconds", "Time to rank one request, by serving version.",
+            "reranker_request_duration_seconds",
+            "Request latency by serving version: wall clock from arrival (before media decoding) to the answer "
+            "(the one latency of the gates' live window, the request log and the Experiments tab).",
             ["version"], buckets=LATENCY_BUCKETS, registry=r,
         )
         self.documents = Counter(

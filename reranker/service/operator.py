@@ -14,6 +14,9 @@ from reranker.service.replace import replace_in_place
 if TYPE_CHECKING:
     from reranker.service.core import RerankService
 
+LATENCY_DEFINITION = ("request latency: wall clock from arrival to answer, ms; P50/P95 by linear interpolation "
+                      "(the same as /metrics and the rollout's live window)")
+
 
 class OperatorMixin:
     """Mixed into RerankService: hot updates, versions side by side, traffic, experiments."""
@@ -120,7 +123,9 @@ class OperatorMixin:
     def experiment_report(self: "RerankService", window_s: float = 600.0, candidate: str | None = None) -> dict[str, Any]:
         self.request_log.flush(timeout_s=2.0)
         now = self.clock.now()
-        since = now - window_s
+        # Like with like: never reach back past the last traffic-policy change, so every version's
+        # figures (share, latency, errors) come from the same period under the same policy.
+        since = max(now - window_s, self._policy_since or 0.0)
         stats = {s.version: s for s in version_stats(self.store, since)}
         loaded = {v["id"]: v for v in self.versions() if v["state"] in ("ready", "serving")}
         rows = []
@@ -135,7 +140,9 @@ class OperatorMixin:
             })
         series = [vars(p) for p in latency_series(self.store, since, bucket_s=max(5.0, window_s / 60))]
         report = {
-            "window_s": window_s, "versions": rows, "series": series,
+            "window_s": window_s, "window_start": since, "since_policy_change": since > now - window_s,
+            "versions": rows, "series": series,
+            "latency_definition": LATENCY_DEFINITION,
             "scores": self.score_history.snapshot(),
             "shadow": [vars(s) for s in shadow_stats(self.store, since)],
             "shadow_live": self.shadow_stats.summary(),

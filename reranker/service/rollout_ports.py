@@ -77,8 +77,7 @@ class GoldenSetValidator:
     def _run(self, stable_id: str, candidate_id: str, mode: Mode) -> None:
         try:
             golden = DecodedSet.build(*self._golden())
-            stable = golden.scores(self._registry, stable_id)
-            candidate = golden.scores(self._registry, candidate_id)
+            stable, candidate = golden.paired_scores(self._registry, (stable_id, candidate_id))
             if mode is Mode.SAME_MODEL:
                 flat_s = [s for row in stable for s in row]
                 flat_c = [s for row in candidate for s in row]

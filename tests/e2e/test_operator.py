@@ -2,10 +2,14 @@
 acknowledge -> green; the banner on every tab; wrong tokens refused."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from playwright.sync_api import Page, expect
 
 from tests.e2e.e2e_helpers import Server, live_traffic, open_tab, sign_in
 
+ROOT = Path(__file__).resolve().parents[2]
 SERVER_ARGS = ["--rollout-time-scale", "0.5"]  # the demo plan in ~15 s
 ROLLOUT_TIMEOUT_MS = 90_000
 
@@ -74,10 +78,24 @@ def _watch_update_to_green(page: Page, light) -> None:
     expect(page.locator("[data-testid=banner]")).to_have_attribute("data-active", "false")
 
 
-def test_failing_candidate_turns_red_until_acknowledged(page: Page, server: Server) -> None:
+def shifted_copy(folder: Path, of: str) -> str:
+    """A copy of a shipped model whose scores are all 0.05 higher (the fault_score_shift option):
+    in same-model mode the golden-set gate fails whichever version serves now."""
+    manifest = json.loads((ROOT / "models" / of / "reranker.json").read_text(encoding="utf-8"))
+    target = folder / f"{of}-shifted"
+    target.mkdir()
+    (target / "reranker.json").write_text(json.dumps({**manifest, "fault_score_shift": 0.05}), encoding="utf-8")
+    return str(target)
+
+
+def test_failing_candidate_turns_red_until_acknowledged(page: Page, server: Server, tmp_path: Path) -> None:
     with server.admin() as admin:  # not about that click: submit through the admin API
-        stable = admin.get("/admin/status").json()["stable"]
-        response = admin.post("/admin/updates", json={"path": "models/mini-v1", "plan": "demo", "mode": "same-model"})
+        status = admin.get("/admin/status").json()
+        stable = status["stable"]
+        if status["light"] == "red":  # whatever an earlier test left: this test builds its own start
+            admin.post("/admin/rollout/acknowledge")
+        candidate = shifted_copy(tmp_path, stable.split("~")[0])
+        response = admin.post("/admin/updates", json={"path": candidate, "plan": "demo", "mode": "same-model"})
         assert response.status_code == 202, response.text
     _operator(page, server.token)
     light = page.locator("[data-testid=light]")

@@ -183,7 +183,8 @@ def test_refusals_still_say_why_when_the_disk_is_full(full: Any) -> None:
 
 def test_readiness_names_the_data_directory_and_request_log_losses_are_counted(full: Any) -> None:
     service, client, disk = full
-    assert client.get("/readyz").status_code == 200
+    # An earlier full-disk test may still show until the watcher's next probe (at most seconds).
+    wait_until(lambda: client.get("/readyz").status_code == 200, "readiness before the test", timeout_s=15)
     disk.full = True
     for i in range(5):
         assert client.post("/v1/rerank", json={"query": f"q{i}", "documents": ["a", "b"]}).status_code == 200

@@ -46,6 +46,10 @@ class MiniConfig:
     score_scale: float = 8.0  # logistic slope of the cosine -> [0, 1] mapping
     cache_entries: int = 2048
     max_text_tokens: int = 256
+    # Fault injection, for rollout tests and bench/rollout_verdicts.py (all off by default):
+    fault_slowdown: float = 0.0  # every score() call takes (1 + this) x its time (0.3 = 30 % slower)
+    fault_score_shift: float = 0.0  # added to every score (clamped to [0, 1])
+    fault_error_rate: float = 0.0  # share of queries (by a hash of the query) whose scoring raises
 
     def __post_init__(self) -> None:
         _require(self.backend == BACKEND_NAME, "backend", self.backend)
@@ -70,6 +74,9 @@ class MiniConfig:
         _require(self.score_scale > 0.0, "score_scale", self.score_scale)
         _require(self.cache_entries >= 1, "cache_entries", self.cache_entries)
         _require(8 <= self.max_text_tokens <= 512, "max_text_tokens", self.max_text_tokens)
+        _require(0.0 <= self.fault_slowdown <= 100.0, "fault_slowdown", self.fault_slowdown)
+        _require(-1.0 <= self.fault_score_shift <= 1.0, "fault_score_shift", self.fault_score_shift)
+        _require(0.0 <= self.fault_error_rate <= 1.0, "fault_error_rate", self.fault_error_rate)
 
 
 def _require(ok: bool, key: str, value: object) -> None:

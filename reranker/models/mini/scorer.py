@@ -1,7 +1,9 @@
 """The mini reranker: both sides of a pair become weighted phrases, compared in MiniLM space."""
 from __future__ import annotations
 
+import hashlib
 import math
+import time
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +19,14 @@ from reranker.models.mini.manifest import MiniConfig
 from reranker.models.mini.phrases import split_clauses, with_head_nouns
 from reranker.models.mini.textbag import Bag, TextEncoder
 from reranker.models.mini.vision import ImageNetClassifier
+
+
+ISOLATED_CACHE_ENTRIES = 65536  # more than one isolated run's phrases: nothing is embedded twice in it
+
+
+def _query_point(digest: str) -> float:
+    """A fixed point in [0, 1) per query: the same queries fail every time (and on retry)."""
+    return int(hashlib.sha256(b"fault:" + digest.encode()).hexdigest()[:12], 16) / 16**12
 
 
 class MiniReranker:
@@ -54,6 +64,40 @@ class MiniReranker:
         return self.text_encoder.cache
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
+        """Scores in [0, 1]; the manifest's fault_* options (off by default) make them slower,
+        shifted or failing, so rollout gates can be tested on a real model."""
+        config = self._config
+        started = time.perf_counter()
+        if config.fault_error_rate > 0:
+            for pair in pairs:
+                if _query_point(pair.query.digest) < config.fault_error_rate:
+                    raise RuntimeError(f"injected fault: model {self._info.id} fails "
+                                       f"{config.fault_error_rate:.0%} of queries (fault_error_rate)")
+        scores = self._score(pairs)
+        if config.fault_score_shift:
+            scores = [min(max(value + config.fault_score_shift, 0.0), 1.0) for value in scores]
+        if config.fault_slowdown > 0:
+            time.sleep((time.perf_counter() - started) * config.fault_slowdown)
+        return scores
+
+    def score_isolated(self, pairs: Sequence[Pair], session: dict | None = None) -> list[float]:
+        """score() without the shared text-embedding cache: texts are embedded in this call's
+        forward pass, or taken from `session`, a scratch dict the caller keeps for one isolated
+        run (say, one golden-set check) and hands to every call of it. Two versions given the same
+        calls in the same order with fresh sessions embed every text in the same company, so
+        their scores depend on the pairs alone, never on what live traffic left cached (an
+        embedding varies in its last bits with what it was padded with). Image and video words
+        are computed one item at a time, so their shared cache stays in use."""
+        encoder, _ = self._live()
+        cache = (session if session is not None else {}).setdefault("text_cache", LruCache(ISOLATED_CACHE_ENTRIES))
+        saved = encoder.cache
+        encoder.cache = cache
+        try:
+            return self.score(pairs)
+        finally:
+            encoder.cache = saved
+
+    def _score(self, pairs: Sequence[Pair]) -> list[float]:
         encoder, _ = self._live()
         bags: dict[str, Bag] = {}
         for index, pair in enumerate(pairs):

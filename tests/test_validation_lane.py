@@ -1,0 +1,155 @@
+"""The background lane: golden-set chunks and probes never share a batch with live requests,
+run in the same deterministic chunks on both versions, and yield to live batches."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+from reranker.clock import SystemClock
+from reranker.content import Content, Pair
+from reranker.control.policy import TrafficPolicy
+from reranker.control.registry import Registry
+from reranker.engine import Engine
+from reranker.engine.devicegate import DeviceGate
+from reranker.models.base import ModelInfo
+from reranker.service.golden import CHUNK_PAIRS, DecodedSet
+from reranker.settings import EngineSettings
+from tests.test_engine import expected
+
+
+class BatchSensitive:
+    """Like bf16 on a GPU: a pair's score moves a little with the size of the batch it ran in."""
+
+    def __init__(self, version: str, delay_s: float = 0.002) -> None:
+        self._info = ModelInfo(version, "fake", "1", "fake", "bfloat16", "cpu", 0, "/nowhere")
+        self.delay_s = delay_s
+        self.batches: list[list[str]] = []
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def score(self, pairs: Sequence[Pair]) -> list[float]:
+        self.batches.append([p.document.text or "" for p in pairs])
+        time.sleep(self.delay_s)
+        return [expected(p.query.text or "", p.document.text or "") + 1e-3 * len(pairs) for p in pairs]
+
+    def close(self) -> None:
+        pass
+
+
+def golden() -> DecodedSet:
+    return DecodedSet(
+        queries=[Content(text=f"query {q}") for q in range(3)],
+        documents=[Content(text=f"golden doc {d}") for d in range(5)],
+        grades=[[int(d == q) for d in range(5)] for q in range(3)],
+        k=5,
+    )
+
+
+def test_same_weights_give_identical_golden_scores_while_live_traffic_runs() -> None:
+    gate = DeviceGate()
+    registry: Registry[Engine] = Registry(SystemClock())
+    models = {v: BatchSensitive(v) for v in ("v1", "v1~2")}
+    for version, model in models.items():
+        registry.add_loading(version)
+        registry.mark_ready(version, Engine(model, EngineSettings(max_batch_pairs=16, batch_wait_ms=2),
+                                            SystemClock(), gate), None)
+    registry.swap(TrafficPolicy.single("v1"), "v1")
+    stop = threading.Event()
+
+    def live(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            with registry.acquire("v1") as engine:
+                engine.score(Content(text=f"live {n}"), [Content(text=f"live doc {n}-{i}-{j}") for j in range(3)])
+            i += 1
+
+    threads = [threading.Thread(target=live, args=(n,), daemon=True) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        stable, candidate = golden().paired_scores(registry, ("v1", "v1~2"))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+    deltas = [abs(a - b) for row_a, row_b in zip(stable, candidate) for a, b in zip(row_a, row_b)]
+    assert len(deltas) == 15 and max(deltas) == 0.0
+    for batch in models["v1"].batches:  # golden pairs never shared a batch with live pairs
+        kinds = {text.startswith("golden") for text in batch}
+        assert len(kinds) == 1, batch
+        if kinds == {True}:
+            assert len(batch) <= CHUNK_PAIRS
+    golden_batches = [b for b in models["v1"].batches if b[0].startswith("golden")]
+    assert golden_batches == models["v1~2"].batches  # the same chunks, in the same order
+
+
+def test_background_work_waits_for_live_batches_but_is_never_starved() -> None:
+    gate = DeviceGate(every=3)
+    order: list[str] = []
+    hold = threading.Event()
+    hold_taken = threading.Event()
+
+    def first_live() -> None:
+        with gate.live():
+            hold_taken.set()
+            hold.wait(5)
+            order.append("live-0")
+
+    def run(kind: str, name: str) -> None:
+        with getattr(gate, kind)():
+            order.append(name)
+
+    holder = threading.Thread(target=first_live)
+    holder.start()
+    assert hold_taken.wait(5)
+    background = threading.Thread(target=run, args=("background", "bg"))
+    background.start()
+    lives = [threading.Thread(target=run, args=("live", f"live-{i}")) for i in range(1, 6)]
+    for thread in lives:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while (gate._live_waiting, gate._background_waiting) != (5, 1):  # everyone queued behind live-0
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    hold.set()
+    for thread in [holder, background, *lives]:
+        thread.join(5)
+    position = order.index("bg")
+    assert 1 <= position <= 3, order  # behind live work, but after at most `every` live batches
+
+
+def test_isolated_scoring_bypasses_the_cache() -> None:
+    model = BatchSensitive("v1", delay_s=0.0)
+    engine = Engine(model, EngineSettings(batch_wait_ms=0), SystemClock())
+    pairs = [Pair(Content(text="q"), Content(text=f"golden {i}")) for i in range(3)]
+    first, seconds = engine.score_isolated(pairs)
+    again, _ = engine.score_isolated(pairs)
+    assert first == again and len(model.batches) == 2 and seconds >= 0.0
+    assert engine.stats().cache_entries == 0
+    engine.close()
+
+
+def test_mini_isolated_scores_do_not_depend_on_what_its_caches_hold() -> None:
+    """The model's own caches (text embeddings computed in other batches) must not leak into a
+    golden-set comparison: two copies of the same weights, one with a busy past, agree exactly."""
+    from pathlib import Path
+
+    from reranker.models.base import Placement
+    from reranker.models.mini import BACKEND
+
+    root = Path(__file__).resolve().parents[1] / "models" / "mini-v1"
+    busy = BACKEND.load(root, Placement(device="cpu", dtype="float32"), "busy")
+    fresh = BACKEND.load(root, Placement(device="cpu", dtype="float32"), "fresh")
+    chunk = [Pair(Content(text="a cat on a sofa"), Content(text=t)) for t in
+             ("Cats are small domesticated mammals that purr.", "A rocket launch.", "Espresso coffee.", "Bread.")]
+    for n in range(3):  # the same texts embedded inside other batches: different padding
+        busy.score([Pair(Content(text=f"unrelated query {n} " * (n + 1)), p.document) for p in chunk[n:]])
+    assert busy.score_isolated(chunk) == fresh.score_isolated(chunk)
+    assert len(busy.text_cache) > 0 and busy.score_isolated(chunk) == busy.score_isolated(chunk)
+    # one run's session: the second chunk reuses what the first embedded, the same on both copies
+    runs = [{}, {}]
+    for half in (chunk[:2], chunk[2:], chunk):
+        assert busy.score_isolated(half, runs[0]) == fresh.score_isolated(half, runs[1])
