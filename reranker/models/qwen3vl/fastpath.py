@@ -196,7 +196,7 @@ class PrefixForward:
         buffers = None
         if past:
             mask = torch.ones((length, past + length), dtype=torch.bool, device=self.device).tril(past)
-        if past and self.fold_gqa:
+        if prefix is not None and past and self.fold_gqa:
             # Grouped-query attention without repeating K/V: the query heads of one K/V head are
             # folded into the query length, so the mask is the causal mask tiled once per group.
             mask = mask.repeat(self._groups, 1) if self._groups > 1 and mask is not None else mask
