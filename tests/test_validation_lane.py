@@ -121,6 +121,55 @@ def test_background_work_waits_for_live_batches_but_is_never_starved() -> None:
     assert 1 <= position <= 3, order  # behind live work, but after at most `every` live batches
 
 
+def test_a_second_version_gets_the_device_while_another_keeps_it_busy() -> None:
+    """A busy version's batch thread releases the gate and asks again at once; a candidate warming
+    up on the same device must still get its turn (it waited for ever before live was FIFO)."""
+    gate = DeviceGate()
+    stop = threading.Event()
+    busy_batches = 0
+
+    def busy() -> None:
+        nonlocal busy_batches
+        while not stop.is_set():
+            with gate.live():
+                busy_batches += 1
+                time.sleep(0.001)
+
+    hammer = threading.Thread(target=busy, daemon=True)
+    hammer.start()
+    try:
+        deadline = time.monotonic() + 5
+        while busy_batches < 20:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        entered = threading.Event()
+
+        def other() -> None:
+            with gate.live():
+                entered.set()
+
+        for _ in range(20):
+            entered.clear()
+            threading.Thread(target=other, daemon=True).start()
+            assert entered.wait(5), "the second version never got the device"
+    finally:
+        stop.set()
+        hammer.join(5)
+
+
+def test_an_interrupted_live_waiter_does_not_block_the_ones_behind_it() -> None:
+    gate = DeviceGate()
+    gate._busy = True  # someone holds the device
+    gate._next_ticket = 1  # ... and ticket 0 is theirs
+    with gate._cond:
+        gate._abandoned.add(0)
+        gate._skip_abandoned()
+    gate._busy = False
+    with gate.live():
+        pass
+    assert gate._serving_ticket == 2
+
+
 def test_isolated_scoring_bypasses_the_cache() -> None:
     model = BatchSensitive("v1", delay_s=0.0)
     engine = Engine(model, EngineSettings(batch_wait_ms=0), SystemClock())
