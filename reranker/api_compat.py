@@ -11,6 +11,7 @@ from fastapi import Request
 from reranker.api_models import DocumentObject, RerankBody, ScoreBody, to_raw
 from reranker.errors import InputError
 from reranker.service.types import Caller, RankRequest, RankResult, RawItem
+from reranker.truncation import TokenLimits
 
 SEARCH_UNIT_DOCUMENTS = 100  # Cohere bills one search unit per query with up to 100 documents
 
@@ -27,7 +28,21 @@ def rank_request(body: RerankBody, who: Caller) -> RankRequest:
         top_n=body.top_n or None,  # 0 means all, as vLLM and Jina read it
         instruction=body.instruction,
         caller=who,
+        limits=token_limits(body.max_tokens_per_doc, body.truncate_prompt_tokens, body.truncation),
     )
+
+
+def token_limits(max_tokens_per_doc: int | None, truncate_prompt_tokens: int | None,
+                 truncation: bool | None) -> TokenLimits | None:
+    """The clients' token fields as one TokenLimits (None when none is set):
+    Cohere v2 `max_tokens_per_doc` cuts each document's text to N tokens; vLLM
+    `truncate_prompt_tokens` N cuts the document so query + document text hold N tokens (-1: the
+    model's own limit); Jina `truncation: false` refuses a pair the model would cut."""
+    if truncate_prompt_tokens == 0:
+        raise InputError("truncate_prompt_tokens must be -1 (the model's limit) or a positive token count, got 0")
+    pair = truncate_prompt_tokens if truncate_prompt_tokens and truncate_prompt_tokens > 0 else None
+    limits = TokenLimits(document_tokens=max_tokens_per_doc, pair_tokens=pair, refuse_over_limit=truncation is False)
+    return None if limits.is_default() else limits
 
 
 def pinned_version(requested: str | None, known: Iterable[str]) -> str | None:
@@ -109,7 +124,8 @@ def _echo(item: str | DocumentObject) -> dict[str, Any]:
 def score_request(body: ScoreBody, who: Caller) -> RankRequest:
     query = body.text_1 if isinstance(body.text_1, str) else body.text_1[0]
     texts = [body.text_2] if isinstance(body.text_2, str) else body.text_2
-    return RankRequest(query=RawItem(text=query), documents=tuple(RawItem(text=t) for t in texts), caller=who)
+    return RankRequest(query=RawItem(text=query), documents=tuple(RawItem(text=t) for t in texts), caller=who,
+                       limits=token_limits(None, body.truncate_prompt_tokens, None))
 
 
 def score_answer(result: RankResult, created: int) -> dict[str, Any]:

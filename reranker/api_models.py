@@ -72,9 +72,9 @@ def to_raw(item: Item) -> RawItem:
 class RerankBody(BaseModel):
     """The rerank request of Cohere (v1 and v2), Jina and vLLM, plus `instruction`.
 
-    Fields that other servers define and this one accepts without acting on them are listed in
-    the README's REST API section (`max_chunks_per_doc`, `max_tokens_per_doc`, `truncation`,
-    `truncate_prompt_tokens`, `priority`)."""
+    Fields of other servers: `max_tokens_per_doc`, `truncate_prompt_tokens` and `truncation` are
+    applied (reranker.truncation); `max_chunks_per_doc` and `priority` are accepted without effect
+    (the README's REST API section says why)."""
 
     model_config = ConfigDict(extra="forbid")
     query: Item = Field(description="Text, or an object {text?, image?, video?}.")
@@ -96,9 +96,15 @@ class RerankBody(BaseModel):
         "is served by the traffic policy, and the reply's `model` says which version answered.",
     )
     max_chunks_per_doc: int | None = Field(default=None, ge=1, description="Cohere v1: accepted; not chunked.")
-    max_tokens_per_doc: int | None = Field(default=None, ge=1, description="Cohere v2: accepted; the model truncates to its own limit.")
-    truncation: bool | None = Field(default=None, description="Jina: accepted; long inputs are always truncated.")
-    truncate_prompt_tokens: int | None = Field(default=None, ge=-1, description="vLLM: accepted; the model truncates to its own limit.")
+    max_tokens_per_doc: int | None = Field(default=None, ge=1,
+        description="Cohere v2: each document's text is cut to this many tokens (the answering"
+        " model's tokenizer) before scoring.")
+    truncation: bool | None = Field(default=None,
+        description="Jina: true or absent, the model cuts what is over its input limit;"
+        " false, such a pair is refused with 422.")
+    truncate_prompt_tokens: int | None = Field(default=None, ge=-1,
+        description="vLLM: query + document text are cut to this many tokens (the document's end"
+        " goes first); -1 = the model's own limit.")
     priority: int | None = Field(default=None, description="vLLM / Cohere: accepted; requests are served first come, first served.")
 
     def document_list(self) -> list[Union[str, DocumentObject]]:
@@ -162,7 +168,9 @@ class ScoreBody(BaseModel):
         description="The query (a string, or a list holding one string)."
     )
     text_2: NonBlank | Annotated[list[NonBlank], Field(min_length=1)] = Field(description="Texts to score against text_1.")
-    truncate_prompt_tokens: int | None = Field(default=None, ge=-1, description="Accepted; the model truncates.")
+    truncate_prompt_tokens: int | None = Field(default=None, ge=-1,
+        description="text_1 + each text_2 are cut to this many tokens (text_2's end goes"
+        " first); -1 = the model's own limit.")
     priority: int | None = Field(default=None, description="Accepted; first come, first served.")
 
 

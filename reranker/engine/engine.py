@@ -20,6 +20,7 @@ from reranker.engine.devicegate import DeviceGate
 from reranker.errors import ModelLoadError, NotReady, RequestCancelled, RerankerError
 from reranker.models.base import ModelInfo, Reranker, TokenCounter
 from reranker.settings import EngineSettings
+from reranker.truncation import TokenLimits, fit_documents
 
 
 class EngineState(enum.Enum):
@@ -96,14 +97,18 @@ class Engine:
         return self.score_counted(query, documents, instruction).scores
 
     def score_counted(self, query: Content, documents: Sequence[Content],
-                      instruction: str | None = None, cancel: CancelToken | None = None) -> "Scoring":
+                      instruction: str | None = None, cancel: CancelToken | None = None,
+                      limits: TokenLimits | None = None) -> "Scoring":
         """Like score(), plus how many distinct pairs the model computed (0 = all from the cache)
-        and the model time of the batches that computed them.
+        and the model time of the batches that computed them. `limits` (the request's token
+        limits) cut documents with this version's tokenizer before anything else, or refuse them.
 
         Once `cancel` is set the call raises RequestCancelled at once and the pairs still queued
         are dropped, never scored."""
         if self.state is EngineState.CLOSED:
             raise NotReady(f"engine for model {self._info.id} is closed; the request was not scored")
+        if limits is not None:
+            documents = fit_documents(self._model, self._info.id, query, documents, limits)
         keys = [score_key(self._info.id, instruction, query, doc) for doc in documents]
         results: list[float | None] = [None] * len(documents)
         missing: dict[ScoreKey, list[int]] = {}

@@ -14,6 +14,7 @@ from reranker.cancel import CancelToken
 from reranker.content import Content
 from reranker.engine.engine import EngineStats, Scoring
 from reranker.models.base import ModelInfo
+from reranker.truncation import TokenLimits
 
 
 class ScoringEngine(Protocol):
@@ -27,9 +28,11 @@ class ScoringEngine(Protocol):
         ...
 
     def score_counted(self, query: Content, documents: Sequence[Content],
-                      instruction: str | None = None, cancel: CancelToken | None = None) -> Scoring:
+                      instruction: str | None = None, cancel: CancelToken | None = None,
+                      limits: TokenLimits | None = None) -> Scoring:
         """Scores plus the pairs computed and their model time (what the rollout gates read).
-        Raises RequestCancelled once `cancel` fires (deadline passed, client left)."""
+        Raises RequestCancelled once `cancel` fires (deadline passed, client left). `limits` are
+        the request's token limits, applied with this version's tokenizer."""
         ...
 
     def stats(self) -> EngineStats: ...

@@ -20,6 +20,7 @@ from reranker.engine.engine import EngineStats, Scoring
 from reranker.errors import NotReady
 from reranker.models.base import ModelInfo
 from reranker.settings import Settings
+from reranker.truncation import TokenLimits
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,12 @@ class VersionReplica:
     def pid(self) -> int:
         return os.getpid()
 
-    async def score(self, query: Content, documents: Sequence[Content], instruction: str | None) -> ReplicaAnswer:
+    async def score(self, query: Content, documents: Sequence[Content], instruction: str | None,
+                    limits: TokenLimits | None = None) -> ReplicaAnswer:
         # The engine blocks its caller until the batch is scored; a thread keeps the replica's
         # event loop free, so concurrent requests are merged into one batch by the engine.
         scoring = await asyncio.get_running_loop().run_in_executor(
-            None, self._engine.score_counted, query, documents, instruction)
+            None, self._engine.score_counted, query, documents, instruction, None, limits)
         return ReplicaAnswer(scoring, self._replica, self._engine.stats())
 
     def check_health(self) -> None:

@@ -31,6 +31,7 @@ from reranker.engine.ray_replica import ReplicaAnswer, VersionReplica
 from reranker.errors import InsufficientMemory, ModelLoadError, NotReady, RerankerError
 from reranker.models.base import ModelInfo
 from reranker.settings import RaySettings, Settings
+from reranker.truncation import TokenLimits
 
 log = logging.getLogger(__name__)
 APP_PREFIX = "reranker-"
@@ -75,17 +76,18 @@ class RayEngine:
         return self.score_counted(query, documents, instruction).scores
 
     def score_counted(self, query: Content, documents: Sequence[Content],
-                      instruction: str | None = None, cancel: CancelToken | None = None) -> Scoring:
+                      instruction: str | None = None, cancel: CancelToken | None = None,
+                      limits: TokenLimits | None = None) -> Scoring:
         if self._closed:
             raise NotReady(f"deployment of model {self._info.id} is deleted; the request was not scored")
         try:
-            answer = self._call(query, list(documents), instruction, cancel)
+            answer = self._call(query, list(documents), instruction, cancel, limits)
         except RayActorError as exc:  # the replica died with the request: Serve restarts it
             log.warning("a replica of %s died during a request (%s); retrying once", self._info.id, exc)
             with self._lock:
                 self.retries += 1
             try:
-                answer = self._call(query, list(documents), instruction, cancel)
+                answer = self._call(query, list(documents), instruction, cancel, limits)
             except RayActorError as again:
                 raise RerankerError(f"two replicas of {self._info.id} died during one request: {again}") from again
         with self._lock:
@@ -93,11 +95,11 @@ class RayEngine:
         return answer.scoring
 
     def _call(self, query: Content, documents: list[Content], instruction: str | None,
-              cancel: CancelToken | None) -> ReplicaAnswer:
+              cancel: CancelToken | None, limits: TokenLimits | None = None) -> ReplicaAnswer:
         what = f"model {self._info.id}"
         if cancel is not None:
             cancel.check(what)
-        response = self._handle.score.remote(query, documents, instruction)
+        response = self._handle.score.remote(query, documents, instruction, limits)
         forget = cancel.on_cancel(response.cancel) if cancel is not None else None
         try:
             return response.result(timeout_s=self._timeout_s)

@@ -42,6 +42,7 @@ from reranker.service.rollout_ports import (
 )
 from reranker.service.probes import PairedReplays
 from reranker.service.updates import StoreSink, UpdateManager
+from reranker.truncation import TokenLimits
 from reranker.service.workpool import WorkPool
 from reranker.service.versions import LoadJob, VersionManager
 from reranker.settings import Settings
@@ -249,7 +250,7 @@ class RerankService(OperatorMixin):
         with self.admission.admitted():
             if pinned_version is not None:
                 scored, shadow = self._score_on(pinned_version, query, documents, request.instruction,
-                                                cancel=cancel, started=started), None
+                                                cancel=cancel, started=started, limits=request.limits), None
             else:
                 scored, shadow = self._score_routed(request, query, documents, started, cancel)
                 self.probes.offer(query, documents, request.instruction)
@@ -258,7 +259,8 @@ class RerankService(OperatorMixin):
             trim_heap()  # the model's per-request buffers for media are freed: give the pages back
         record = self._record(request, result)
         if shadow is not None:
-            self._shadow_pool.submit(self._run_shadow, shadow, query, documents, request.instruction, scored, record)
+            self._shadow_pool.submit(self._run_shadow, shadow, query, documents, request.instruction, scored, record,
+                                     request.limits)
         else:
             self.request_log.submit(record)
         return result
@@ -271,7 +273,8 @@ class RerankService(OperatorMixin):
         query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
         results = []
         for version in versions:
-            scored = self._score_on(version, query, documents, request.instruction, cancel=cancel, started=started)
+            scored = self._score_on(version, query, documents, request.instruction, cancel=cancel, started=started,
+                                    limits=request.limits)
             results.append(self._result(uuid.uuid4().hex, scored, request.top_n, len(documents)))
             started = self.clock.monotonic()
         k = request.top_n or min(10, len(documents))
@@ -295,20 +298,21 @@ class RerankService(OperatorMixin):
         attributes = RequestAttributes(region=caller.region, client_ip=caller.client_ip)
         with self.registry.acquire_routed(caller.user_key, attributes, draw) as lease:
             scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction,
-                                 started, cancel=cancel)
+                                 started, cancel=cancel, limits=request.limits)
         return scored, lease.route.shadow
 
     def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None,
-                  shadow: bool = False, cancel: CancelToken | None = None, started: float | None = None) -> Scored:
+                  shadow: bool = False, cancel: CancelToken | None = None, started: float | None = None,
+                  limits: TokenLimits | None = None) -> Scored:
         with self.registry.acquire(version) as engine:
             return self._timed(version, engine, query, documents, instruction,
-                               self.clock.monotonic() if started is None else started, shadow, cancel)
+                               self.clock.monotonic() if started is None else started, shadow, cancel, limits)
 
     def _timed(self, version: str, engine: ScoringEngine, query: Content, documents: Sequence[Content],
                instruction: str | None, started: float, shadow: bool = False,
-               cancel: CancelToken | None = None) -> Scored:
+               cancel: CancelToken | None = None, limits: TokenLimits | None = None) -> Scored:
         try:
-            scoring = engine.score_counted(query, documents, instruction, cancel)
+            scoring = engine.score_counted(query, documents, instruction, cancel, limits)
         except RequestCancelled as exc:  # not a model error: the gates never see it
             self.metrics.cancelled.labels(exc.reason, "scoring").inc()
             self.metrics.cancelled_pairs.inc(exc.unscored_pairs)
@@ -356,10 +360,10 @@ class RerankService(OperatorMixin):
         )
 
     def _run_shadow(self, shadow: str, query: Content, documents: list[Content], instruction: str | None,
-                    primary: Scored, record: RequestRecord) -> None:
+                    primary: Scored, record: RequestRecord, limits: TokenLimits | None = None) -> None:
         """Score the same request on the shadow version; record both answers and their agreement."""
         try:
-            other = self._score_on(shadow, query, documents, instruction, shadow=True)
+            other = self._score_on(shadow, query, documents, instruction, shadow=True, limits=limits)
         except (RerankerError, NotReady) as exc:
             log.warning("shadow request on %s failed: %s", shadow, exc)
             self.request_log.submit(record)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reranker.truncation import TokenLimits
+
 MediaRef = str | bytes  # a data: URI, a path inside an allowed media folder, or raw bytes
 
 
@@ -43,6 +45,7 @@ class RankRequest:
     instruction: str | None = None
     caller: Caller = field(default_factory=Caller)
     request_id: str | None = None  # the client's X-Request-Id, kept as the answer's id; None = a new one
+    limits: TokenLimits | None = None  # token limits from the client (max_tokens_per_doc, ...); None = none
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from reranker.models.mini.manifest import MiniConfig
 from reranker.models.mini.phrases import split_clauses, with_head_nouns
 from reranker.models.mini.textbag import Bag, TextEncoder
 from reranker.models.mini.vision import ImageNetClassifier
+from reranker.models.tokens import TextMeasure
 
 
 ISOLATED_CACHE_ENTRIES = 65536  # more than one isolated run's phrases: nothing is embedded twice in it
@@ -50,6 +51,7 @@ class MiniReranker:
         self._encoder: TextEncoder | None = encoder
         self._classifier: ImageNetClassifier | None = classifier
         self.visual_cache: LruCache[str, Bag] = LruCache(config.cache_entries)
+        self._text_measure = TextMeasure(encoder.tokenizer)
 
     @property
     def info(self) -> ModelInfo:
@@ -133,6 +135,24 @@ class MiniReranker:
                 total += per_side[content.digest]
             counts.append(total)
         return counts
+
+    def text_tokens(self, text: str) -> int:
+        """MiniLM tokens of a text (no special tokens): what the API's token limits count."""
+        return self._text_measure.count(text)
+
+    def cut_text(self, text: str, max_tokens: int) -> str:
+        return self._text_measure.cut(text, max_tokens)
+
+    def dropped_tokens(self, query_text: str, document_text: str) -> int:
+        """MiniLM reads each text unit (a clause, or the whole text) up to its max_tokens, its two
+        special tokens included, and cuts the rest of a longer unit: the tokens it would drop."""
+        room = self._live()[0].max_tokens - 2
+        dropped = 0
+        for text in (query_text.strip(), document_text.strip()):
+            if text:
+                units = split_clauses(text) if self._config.text_units == "clauses" else [text]
+                dropped += sum(max(0, self.text_tokens(unit) - room) for unit in units)
+        return dropped
 
     def describe(self, content: Content) -> Bag:
         """The weighted phrases that stand for one query or document."""

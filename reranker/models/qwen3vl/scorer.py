@@ -18,6 +18,7 @@ import torch
 from reranker.content import Content, Pair
 from reranker.errors import NotReady
 from reranker.models.base import ModelInfo
+from reranker.models.tokens import TextMeasure
 from reranker.models.qwen3vl.fastpath import DocumentBatch, PrefixForward, PrefixState
 from reranker.models.qwen3vl.inputs import EncodedPair, PairEncoder, mrope_positions
 from reranker.models.qwen3vl.prompt import MAX_LENGTH
@@ -62,6 +63,8 @@ class QwenScorer:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self._encoder = PairEncoder(tokenizer, max_length)
+        self._max_length = max_length
+        self._text_measure = TextMeasure(tokenizer)
         yes_no = tokenizer.convert_tokens_to_ids(["yes", "no"])
         head = model.get_output_embeddings().weight
         self._direction = (head[yes_no[0]] - head[yes_no[1]]).detach().float()
@@ -203,6 +206,18 @@ class QwenScorer:
                 work.append((key, prefix_inputs, [indices[members[r]] for r in rows],
                              document_batch(batch, length, self._encoder)))
         return work
+
+    def text_tokens(self, text: str) -> int:
+        """Tokens of a text with the checkpoint's tokenizer: what the API's token limits count."""
+        return self._text_measure.count(text)
+
+    def cut_text(self, text: str, max_tokens: int) -> str:
+        return self._text_measure.cut(text, max_tokens)
+
+    def dropped_tokens(self, query_text: str, document_text: str) -> int:
+        """Text tokens over the model's input limit (prompt template and media tokens, which
+        are never cut, not counted: the figure is a lower bound)."""
+        return max(0, self.text_tokens(query_text) + self.text_tokens(document_text) - self._max_length)
 
     def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
         """Prompt tokens per pair (text, image and video tokens after truncation): what the last
