@@ -53,3 +53,12 @@ def test_usage_counts_the_qwen_prompt_tokens(qwen_client) -> None:
     assert longer["usage"]["total_tokens"] - short["usage"]["total_tokens"] >= 39  # one token per extra "a cat"
     assert image["usage"]["total_tokens"] > short["usage"]["total_tokens"]
     assert again["usage"]["total_tokens"] == longer["usage"]["total_tokens"]
+
+
+def test_max_tokens_per_doc_cuts_with_the_qwen_tokenizer(qwen_client) -> None:
+    """The document's text is cut to N Qwen tokens: the prompt shrinks by exactly what was cut."""
+    body = {"query": "a cat", "documents": ["a cat " * 40]}
+    whole = qwen_client.post("/v2/rerank", json=body).json()["usage"]["total_tokens"]
+    cut = qwen_client.post("/v2/rerank", json={**body, "max_tokens_per_doc": 10}).json()["usage"]["total_tokens"]
+    plain = qwen_client.post("/v2/rerank", json={"query": "a cat", "documents": [("a cat " * 5).strip()]}).json()
+    assert cut < whole and cut == plain["usage"]["total_tokens"]  # "a cat" x 5 is 10 tokens
