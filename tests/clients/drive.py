@@ -23,6 +23,18 @@ def cohere_v2(url: str) -> object:
             "search_units": reply.meta.billed_units.search_units, "input_tokens": reply.meta.tokens.input_tokens}
 
 
+def cohere_v2_max_tokens(url: str) -> object:
+    """Cohere v2's max_tokens_per_doc, as the client library sends it."""
+    import cohere
+
+    client = cohere.ClientV2(api_key=KEY, base_url=url)
+    docs = ["a cup of espresso beside a tabby cat"]
+    whole = client.rerank(model="rerank-v3.5", query="a cat", documents=docs)
+    cut = client.rerank(model="rerank-v3.5", query="a cat", documents=docs, max_tokens_per_doc=6)
+    return {"whole": [whole.results[0].relevance_score, whole.meta.tokens.input_tokens],
+            "cut": [cut.results[0].relevance_score, cut.meta.tokens.input_tokens]}
+
+
 def cohere_v1(url: str) -> object:
     import cohere
 
@@ -73,7 +85,7 @@ def llamaindex_jina_error(url: str) -> object:
     return {"raised": None}
 
 
-SCENARIOS = {f.__name__: f for f in (cohere_v2, cohere_v1, langchain_cohere, llamaindex_cohere, llamaindex_jina,
+SCENARIOS = {f.__name__: f for f in (cohere_v2, cohere_v2_max_tokens, cohere_v1, langchain_cohere, llamaindex_cohere, llamaindex_jina,
                                      llamaindex_jina_error)}
 
 if __name__ == "__main__":

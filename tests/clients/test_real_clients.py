@@ -90,6 +90,12 @@ def test_cohere_client_v2(server_url: str) -> None:
     assert out["search_units"] == 1 and out["input_tokens"] > 0
 
 
+def test_cohere_client_v2_max_tokens_per_doc_cuts_the_document(server_url: str) -> None:
+    out = drive(server_url, "cohere_v2_max_tokens")
+    assert out["cut"][1] == 4 + 8 < out["whole"][1] == 4 + 13  # MiniLM tokens; the cat is cut off
+    assert out["cut"][0] < out["whole"][0]
+
+
 def test_cohere_client_v1(server_url: str) -> None:
     out = drive(server_url, "cohere_v1")
     assert out["indices"][0] == 1 and out["documents"][0] == DOCS[1]
