@@ -139,7 +139,8 @@ ENV_NAMES = {
 }
 SERVER_FLAGS: dict[str, tuple[str, type, str]] = {
     "rank_workers": ("--rank-workers", int, "rank/compare requests worked on at once"),
-    "max_queue": ("--max-queue", int, "requests waiting for a worker; more get 429 with Retry-After"),
+    "max_queue": ("--max-queue", int, "requests waiting for a worker (REST: more get 429 with Retry-After; "
+                                   "the console's queue: more are refused as full)"),
     "request_timeout_s": ("--request-timeout", float, "seconds; past it a request's work is cancelled (504)"),
     "max_connections": ("--max-connections", int, "open connections; new ones past it are closed"),
     "keep_alive_s": ("--keep-alive-timeout", float, "seconds an idle keep-alive connection stays open"),

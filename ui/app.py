@@ -43,4 +43,7 @@ def build_ui(service: RerankService) -> gr.Blocks:
         tabs.select(live_timers, None, [operator_timer, experiments_timer])
         build_public_api(service)
     hide_internal_endpoints(blocks)
+    # The same bound as the REST admission queue: events waiting beyond it are refused at once
+    # ("Queue is full", shown to the browser user and raised by gradio_client), not held for ever.
+    blocks.queue(max_size=service.settings.server.max_queue)
     return blocks
