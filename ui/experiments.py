@@ -65,7 +65,7 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
 
     def start_winner(request: gr.Request) -> str:
         def start() -> str:
-            decision = service.experiment_report().get("decision") or {}
+            decision = service.experiment_report().model_dump().get("decision") or {}  # charts read mappings
             candidate, verdict = decision.get("candidate"), decision.get("verdict")
             if not candidate or verdict != "promote":
                 raise InputError(f"no winner to roll out: the verdict is {verdict or 'not available'!r}"
@@ -85,7 +85,7 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
     def refresh(window: float, request: gr.Request) -> tuple[str, ...]:
         if not is_operator(sessions, request):
             return signed_out_views()
-        return report_views(service.experiment_report(window_s=float(window)))
+        return report_views(service.experiment_report(window_s=float(window)).model_dump())
 
     with gr.Tab(TAB_LABEL, id="experiments") as tab:
         timer = gr.Timer(REFRESH_SECONDS, active=False)  # inside the tab: a Tabs child becomes a tab
