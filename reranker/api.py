@@ -15,7 +15,7 @@ from reranker.api_docs import bound_documents, offline_app
 from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor, admin_route_class
 from reranker.api_observe import ObserveMiddleware
 from reranker.api_admin_models import (
-    AuditLog, ModelList, TrafficView, UpdateAccepted, VersionAccepted, VersionRetired,
+    AuditLog, ModelList, UpdateAccepted, VersionAccepted, VersionRetired,
 )
 from reranker.api_compat import (
     answer, caller, pinned_version, rank_request, score_answer, score_request, v2_answer,
@@ -28,7 +28,7 @@ from reranker.api_work import EarlyRefusalMiddleware, run_bounded
 from reranker.errors import NotFound, Overloaded, RerankerError
 from reranker.service import RerankService
 from reranker.service.types import RankResult
-from reranker.service.views import ExperimentReport, StatusView, VersionView
+from reranker.service.views import ExperimentReport, StatusView, TrafficView, VersionView
 
 log = logging.getLogger(__name__)
 MAX_AUDIT_ROWS = 1000
@@ -214,12 +214,12 @@ def admin_routes(service: RerankService) -> APIRouter:
         return {"id": version_id, "state": "retired"}
 
     @router.get("/traffic", response_model=TrafficView)
-    def get_traffic(who: str = Depends(actor)) -> dict[str, Any]:
+    def get_traffic(who: str = Depends(actor)) -> TrafficView:
         """The traffic policy in force."""
         return service.traffic()
 
     @router.put("/traffic", response_model=TrafficView)
-    def put_traffic(policy: dict[str, Any], who: str = Depends(actor)) -> dict[str, Any]:
+    def put_traffic(policy: dict[str, Any], who: str = Depends(actor)) -> TrafficView:
         """Replace the traffic policy (validated whole; a bad one is refused with the reason)."""
         return service.set_traffic(policy, actor=who)
 

@@ -5,12 +5,12 @@ are. Only the envelopes that exist for HTTP alone (lists, acknowledgements) are 
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from reranker.service.views import (
-    AuditEntryView, ExperimentReport, StatusView, VersionView,
+    AuditEntryView, ExperimentReport, StatusView, TrafficView, VersionView,
 )
 
 __all__ = ["AuditLog", "ExperimentReport", "ModelList", "StatusView", "TrafficView", "UpdateAccepted",
@@ -34,17 +34,6 @@ class VersionRetired(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[VersionView]
-
-
-class TrafficView(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    primary: str
-    generation: int
-    weights: dict[str, float]
-    sticky: bool
-    rules: list[dict[str, Any]]
-    shadow: dict[str, Any] | None = None
 
 
 class AuditLog(BaseModel):

@@ -29,7 +29,7 @@ def two_versions(service: Any) -> Iterator[Any]:
     yield service
     reset_service(service)
     assert service.usable_versions() == [STABLE]
-    assert service.traffic()["weights"] == {STABLE: 100}
+    assert service.traffic().weights == {STABLE: 100}
 
 
 def put_traffic(client: TestClient, policy: dict[str, Any]) -> dict[str, Any]:

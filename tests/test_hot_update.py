@@ -176,7 +176,7 @@ def assert_released(refs: tuple[weakref.ref, weakref.ref]) -> None:
 
 def assert_serves(service: RerankService, version: str) -> None:
     assert service.rank(request(0, "probe")).version == version
-    assert service.traffic()["weights"] == {version: 100.0}
+    assert service.traffic().weights == {version: 100.0}
 
 
 @pytest.fixture(scope="module")
@@ -268,9 +268,9 @@ def test_pause_freezes_the_share_then_promote_now(service: RerankService) -> Non
         service.rollout_command("pause", actor="alice")
         frozen = service.status()
         assert frozen.state == "paused" and frozen.light == "yellow" and "paused" in frozen.banner
-        weights = service.traffic()["weights"]
+        weights = service.traffic().weights
         time.sleep(1.0)
-        assert service.status().share == frozen.share and service.traffic()["weights"] == weights
+        assert service.status().share == frozen.share and service.traffic().weights == weights
         service.rollout_command("resume", actor="alice")
         deadline = time.monotonic() + 30
         while service.status().share <= frozen.share:  # the ramp moves on once resumed

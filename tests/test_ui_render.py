@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 
 from reranker.errors import InputError  # noqa: E402
-from reranker.service.views import EventView, GateView, ProgressView, StatusView, StepView, VersionView  # noqa: E402
+from reranker.service.views import EventView, GateView, ProgressView, StatusView, StepView, TrafficView, VersionView  # noqa: E402
 from reranker.service.types import CompareResult, RankChange, RankedDocument, RankResult  # noqa: E402
 from ui.charts import (  # noqa: E402
     bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table,
@@ -147,7 +147,9 @@ def test_weights_round_trip_and_errors() -> None:
     policy = policy_from_form("a: 60, b: 40", True, '[{"region": "eu", "version": "b"}]', "b")
     assert policy == {"weights": {"a": 60.0, "b": 40.0}, "sticky": True,
                       "rules": [{"region": "eu", "version": "b"}], "shadow": {"version": "b"}}
-    assert form_from_policy(policy) == ("a: 60, b: 40", True, '[{"region": "eu", "version": "b"}]', "b")
+    in_force = TrafficView.model_validate({"primary": "a", "generation": 3, **policy})
+    assert form_from_policy(in_force) == ("a: 60, b: 40", True, '[{"region": "eu", "version": "b"}]', "b")
+    assert form_from_policy(None) == ("", True, "[]", "none")
     assert policy_from_form("a: 100", False, "", "none")["shadow"] is None
     with pytest.raises(InputError):
         policy_from_form("a: 100", False, "{", "none")

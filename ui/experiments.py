@@ -55,13 +55,13 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
     def load_form(request: gr.Request) -> tuple[Any, ...]:
         if not is_operator(sessions, request):
             return "", True, "[]", gr.Dropdown(choices=[NO_SHADOW], value=NO_SHADOW)
-        weights, sticky, rules, shadow = form_from_policy(service.traffic() if service.is_ready() else {})
+        weights, sticky, rules, shadow = form_from_policy(service.traffic() if service.is_ready() else None)
         choices = [NO_SHADOW, *service.usable_versions()]
         return weights, sticky, rules, gr.Dropdown(choices=choices, value=shadow)
 
     def apply(weights: str, sticky: bool, rules: str, shadow: str, request: gr.Request) -> str:
         return guarded(sessions, request, "Traffic policy", lambda: "applied " + format_weights(
-            service.set_traffic(policy_from_form(weights, sticky, rules, shadow), ACTOR).get("weights") or {}))
+            service.set_traffic(policy_from_form(weights, sticky, rules, shadow), ACTOR).weights))
 
     def start_winner(request: gr.Request) -> str:
         def start() -> str:

@@ -8,7 +8,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from reranker.cancel import CancelToken
 from reranker.clock import Clock
@@ -49,7 +49,7 @@ from reranker.service.probes import PairedReplays
 from reranker.service.updates import StoreSink, UpdateManager
 from reranker.service.workpool import WorkPool
 from reranker.service.versions import LoadJob, Loader, VersionManager
-from reranker.service.views import AuditEntryView, ExperimentReport, StatusView, VersionView
+from reranker.service.views import AuditEntryView, ExperimentReport, StatusView, TrafficView, VersionView
 from reranker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -410,13 +410,14 @@ class RerankService:
         self.request_log.submit(_with_shadow(record, shadow, overlap, tuple(order_s[:SHADOW_TOP_K])))
 
     # ---- traffic -------------------------------------------------------------------------
-    def traffic(self) -> dict[str, Any]:
+    def traffic(self) -> TrafficView:
         snap = self.registry.snapshot_or_none()
         if snap is None:
             raise NotReady("no model version is serving yet")
-        return {"primary": snap.primary, "generation": snap.generation, **snap.policy.to_dict()}
+        return TrafficView.model_validate({"primary": snap.primary, "generation": snap.generation,
+                                           **snap.policy.to_dict()})
 
-    def set_traffic(self, raw: dict[str, Any], actor: str) -> dict[str, Any]:
+    def set_traffic(self, raw: Mapping[str, Any], actor: str) -> TrafficView:
         """Validate, record (policy and audit in one transaction), then apply; a policy that
         cannot be recorded is not applied (StoreUnavailable, HTTP 503)."""
         try:

@@ -125,6 +125,31 @@ class VersionView(View):
     reason: str | None = None
 
 
+# ---- traffic -------------------------------------------------------------------------------
+class RuleView(View):
+    """Requests from a region or an address range go to one version."""
+
+    region: str | None = None
+    cidr: str | None = None
+    version: str
+
+
+class ShadowView(View):
+    version: str = Field(description="Gets a copy of every request; its answers are recorded, never served.")
+
+
+class TrafficView(View):
+    """The traffic policy in force; PUT /admin/traffic takes the same body back."""
+
+    primary: str
+    generation: int
+    weights: dict[str, float] = Field(description="Version -> percent of traffic; sums to 100.")
+    sticky: bool
+    rules: list[RuleView] = []
+    shadow: ShadowView | None = None
+    salt: str = ""
+
+
 # ---- experiment report ---------------------------------------------------------------------
 class VersionStatsView(View):
     """One version's live figures over the report's window."""
