@@ -18,7 +18,7 @@ from reranker.service.catalog import VersionCatalog
 from reranker.service.experiments import Evidence, ScoreHistory, decide
 from reranker.service.golden import DecodedSet
 from reranker.service.views import (
-    DecisionView, ExperimentReport, SeriesPointView, ShadowLiveView, ShadowLogView, VersionStatsView,
+    DecisionView, ExperimentReport, SeriesPointView, ShadowLogView, VersionStatsView,
 )
 
 LATENCY_DEFINITION = ("request latency: wall clock from arrival to answer, ms; P50/P95 by linear interpolation "
@@ -90,7 +90,7 @@ class ExperimentReports:
             scores=self._scores.snapshot(),
             shadow=[ShadowLogView(version=s.version, shadow_version=s.shadow_version, count=s.count,
                                   mean_agreement=s.mean_agreement) for s in shadow_stats(self._store, since)],
-            shadow_live=[ShadowLiveView.model_validate(row) for row in self._shadow_live.summary()],
+            shadow_live=self._shadow_live.summary(),
             decision=decision,
         )
 
