@@ -132,19 +132,19 @@ def one_rollout(service: RerankService, clients: Clients, scenario: str, folder:
     started = time.monotonic()
     service.submit_update(model_dir(folder, scenario), plan=plan, mode=SCENARIOS[scenario][1], actor="bench")
     status = service.status()
-    while status["state"] not in TERMINAL and time.monotonic() - started < max_seconds:
+    while status.state not in TERMINAL and time.monotonic() - started < max_seconds:
         time.sleep(0.1)
         status = service.status()
-        phase = {"loading": "loading", "validating": "validating"}.get(status["state"], "rolling out")
+        phase = {"loading": "loading", "validating": "validating"}.get(status.state, "rolling out")
         states.append((time.monotonic(), phase))
     elapsed = time.monotonic() - started
-    outcome = status["state"] if status["state"] in TERMINAL else ("held" if status.get("holding") else "timed out")
-    reason = status.get("reason") or status.get("holding") or ""
+    outcome = status.state if status.state in TERMINAL else ("held" if status.holding else "timed out")
+    reason = status.reason or status.holding or ""
     if outcome not in TERMINAL:
-        reason = f"still {status['state']} after {max_seconds:g} s; {reason}"
+        reason = f"still {status.state} after {max_seconds:g} s; {reason}"
     if outcome not in TERMINAL:
         service.rollout_command("rollback", "bench")
-        while service.status()["state"] not in TERMINAL:
+        while service.status().state not in TERMINAL:
             time.sleep(0.1)
     ended = time.monotonic()
     states.append((ended, "after"))
@@ -160,7 +160,7 @@ def one_rollout(service: RerankService, clients: Clients, scenario: str, folder:
             continue
         phase = "before" if at < started else ("after" if at >= ended else _phase_at(states, at))
         phases[phase].append(latency)
-    if status["state"] in ("rolled_back", "failed"):
+    if status.state in ("rolled_back", "failed"):
         service.rollout_command("acknowledge", "bench")
     return Run(scenario, clients.users, outcome, elapsed, reason, dict(phases), failed)
 
@@ -180,9 +180,9 @@ def restore(service: RerankService, max_seconds: float) -> None:
         return
     service.submit_update(str(ROOT / "models" / "mini-v1"), plan=[{"share": 100}], mode="new-model", actor="bench")
     deadline = time.monotonic() + max_seconds
-    while service.status()["state"] not in TERMINAL and time.monotonic() < deadline:
+    while service.status().state not in TERMINAL and time.monotonic() < deadline:
         time.sleep(0.2)
-    if service.status()["state"] in ("rolled_back", "failed"):
+    if service.status().state in ("rolled_back", "failed"):
         service.rollout_command("acknowledge", "bench")
 
 

@@ -15,8 +15,7 @@ from reranker.api_docs import bound_documents, offline_app
 from reranker.api_guard import BodyLimitMiddleware, MethodGuardMiddleware, admin_actor, admin_route_class
 from reranker.api_observe import ObserveMiddleware
 from reranker.api_admin_models import (
-    AuditLog, ExperimentReport, ModelList, ModelView, StatusView, TrafficView, UpdateAccepted, VersionAccepted,
-    VersionRetired,
+    AuditLog, ModelList, UpdateAccepted, VersionAccepted, VersionRetired,
 )
 from reranker.api_compat import (
     answer, caller, pinned_version, rank_request, score_answer, score_request, v2_answer,
@@ -29,6 +28,7 @@ from reranker.api_work import EarlyRefusalMiddleware, run_bounded
 from reranker.errors import NotFound, Overloaded, RerankerError
 from reranker.service import RerankService
 from reranker.service.types import RankResult
+from reranker.service.views import ExperimentReport, StatusView, TrafficView, VersionView
 
 log = logging.getLogger(__name__)
 MAX_AUDIT_ROWS = 1000
@@ -62,7 +62,7 @@ def public_routes(service: RerankService) -> APIRouter:
     async def rank(body: RerankBody, http: Request, response: Response, user: str | None,
                    region: str | None) -> RankResult:
         request = replace(rank_request(body, caller(http, user, region)), request_id=_request_id(http))
-        known = [v["id"] for v in service.versions()] if body.model else []
+        known = [v.id for v in service.versions()] if body.model else []
         pinned = pinned_version(body.model, known)
         result = await run_bounded(service.work, http,
                                    lambda cancel: service.rank(request, pinned_version=pinned, cancel=cancel),
@@ -109,7 +109,7 @@ def public_routes(service: RerankService) -> APIRouter:
 
     async def score(body: ScoreBody, http: Request, response: Response) -> dict[str, Any]:
         request = replace(score_request(body, caller(http, None, None)), request_id=_request_id(http))
-        known = [v["id"] for v in service.versions()] if body.model else []
+        known = [v.id for v in service.versions()] if body.model else []
         pinned = pinned_version(body.model, known)
         result = await run_bounded(service.work, http,
                                    lambda cancel: service.rank(request, pinned_version=pinned, cancel=cancel),
@@ -138,16 +138,16 @@ def public_routes(service: RerankService) -> APIRouter:
         }
 
     @router.get("/v1/models", tags=["models"], response_model=ModelList)
-    def models() -> dict[str, Any]:
+    def models() -> ModelList:
         """Loaded model versions, their state and traffic share."""
-        return {"object": "list", "data": service.versions()}
+        return ModelList(data=service.versions())
 
-    @router.get("/v1/models/{model_id}", tags=["models"], response_model=ModelView,
+    @router.get("/v1/models/{model_id}", tags=["models"], response_model=VersionView,
                 responses={404: {"model": ErrorResponse}})
-    def model(model_id: str) -> dict[str, Any]:
+    def model(model_id: str) -> VersionView:
         """One loaded model version."""
         for view in service.versions():
-            if view["id"] == model_id:
+            if view.id == model_id:
                 return view
         raise NotFound(f"model {model_id!r} is not loaded; GET /v1/models lists the versions")
 
@@ -184,20 +184,20 @@ def admin_routes(service: RerankService) -> APIRouter:
     actor = admin_actor(service)
 
     @router.post("/updates", status_code=202, response_model=UpdateAccepted)
-    def submit_update(body: UpdateBody, who: str = Depends(actor)) -> dict[str, Any]:
+    def submit_update(body: UpdateBody, who: str = Depends(actor)) -> UpdateAccepted:
         """Start a hot update: background load, validation, staged rollout."""
         rollout_id = service.submit_update(
             body.path, plan=body.plan, mode=body.mode, actor=who, force_replace=body.force_replace
         )
-        return {"id": rollout_id, "status": service.status()}
+        return UpdateAccepted(id=rollout_id, status=service.status())
 
     @router.get("/status", response_model=StatusView)
-    def status(who: str = Depends(actor)) -> dict[str, Any]:
+    def status(who: str = Depends(actor)) -> StatusView:
         """Light, banner, rollout state, stage, share, gates and recent events."""
         return service.status()
 
     @router.post("/rollout/{command}", response_model=StatusView)
-    def rollout_command(command: str, who: str = Depends(actor)) -> dict[str, Any]:
+    def rollout_command(command: str, who: str = Depends(actor)) -> StatusView:
         """pause | resume | promote | rollback | acknowledge | cancel."""
         service.rollout_command(command, actor=who)
         return service.status()
@@ -214,26 +214,26 @@ def admin_routes(service: RerankService) -> APIRouter:
         return {"id": version_id, "state": "retired"}
 
     @router.get("/traffic", response_model=TrafficView)
-    def get_traffic(who: str = Depends(actor)) -> dict[str, Any]:
+    def get_traffic(who: str = Depends(actor)) -> TrafficView:
         """The traffic policy in force."""
         return service.traffic()
 
     @router.put("/traffic", response_model=TrafficView)
-    def put_traffic(policy: dict[str, Any], who: str = Depends(actor)) -> dict[str, Any]:
+    def put_traffic(policy: dict[str, Any], who: str = Depends(actor)) -> TrafficView:
         """Replace the traffic policy (validated whole; a bad one is refused with the reason)."""
         return service.set_traffic(policy, actor=who)
 
     @router.get("/experiments", response_model=ExperimentReport)
     def experiments(window_s: float = Query(600.0, gt=0, le=MAX_WINDOW_S), candidate: str | None = None,
-                    who: str = Depends(actor)) -> dict[str, Any]:
+                    who: str = Depends(actor)) -> ExperimentReport:
         """Per-version evidence over the window, shadow agreement and the promote / keep stable /
         inconclusive verdict (what the Experiments tab shows)."""
         return service.experiment_report(window_s=window_s, candidate=candidate)
 
     @router.get("/audit", response_model=AuditLog)
-    def audit(limit: int = Query(100, ge=1, le=MAX_AUDIT_ROWS), who: str = Depends(actor)) -> dict[str, Any]:
+    def audit(limit: int = Query(100, ge=1, le=MAX_AUDIT_ROWS), who: str = Depends(actor)) -> AuditLog:
         """Recent operator actions."""
-        return {"entries": service.audit(limit)}
+        return AuditLog(entries=service.audit(limit))
 
     return router
 

@@ -1,30 +1,20 @@
 """Response schemas of the admin routes and of /v1/models (OpenAPI).
 
-They describe the service's status, traffic, experiment and audit answers field by field at the
-top level and accept extra fields, so the schema stays true while those answers grow.
+The service's own views (reranker.service.views) are the answers: the routes return them as they
+are. Only the envelopes that exist for HTTP alone (lists, acknowledgements) are defined here.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from reranker.service.views import (
+    AuditEntryView, ExperimentReport, StatusView, TrafficView, VersionView,
+)
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class StatusView(_Open):
-    light: Literal["green", "yellow", "red"]
-    banner: str
-    state: str
-    stable: str | None = None
-    candidate: str | None = None
-    stage: dict[str, Any] | None = Field(default=None, description="Stage progress while a candidate takes traffic.")
-    share: float = Field(description="The candidate's traffic share, percent.")
-    gates: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    rollout_id: int | None = None
+__all__ = ["AuditLog", "ExperimentReport", "ModelList", "StatusView", "TrafficView", "UpdateAccepted",
+           "VersionAccepted", "VersionRetired", "VersionView"]
 
 
 class UpdateAccepted(BaseModel):
@@ -41,54 +31,9 @@ class VersionRetired(BaseModel):
     state: Literal["retired"]
 
 
-class ModelView(_Open):
-    id: str
-    object: Literal["model"]
-    state: str
-    share: float
-    stable: bool
-    name: str | None = None
-    backend: str | None = None
-    dtype: str | None = None
-    device: str | None = None
-    bytes_in_memory: int | None = None
-    path: str | None = None
-    loaded_at: float | None = None
-    in_flight: int
-    reason: str | None = None
-
-
 class ModelList(BaseModel):
-    object: Literal["list"]
-    data: list[ModelView]
-
-
-class TrafficView(_Open):
-    primary: str
-    generation: int
-    weights: dict[str, float]
-    sticky: bool
-    rules: list[dict[str, Any]]
-    shadow: dict[str, Any] | None = None
-
-
-class ExperimentReport(_Open):
-    window_s: float
-    versions: list[dict[str, Any]]
-    series: list[dict[str, Any]]
-    scores: Any = None
-    shadow: list[dict[str, Any]]
-    shadow_live: Any = None
-    decision: dict[str, Any] | None = None
-
-
-class AuditEntryView(_Open):
-    at: float
-    actor: str
-    action: str
-    target: str
-    outcome: str
-    detail: str
+    object: Literal["list"] = "list"
+    data: list[VersionView]
 
 
 class AuditLog(BaseModel):

@@ -29,7 +29,7 @@ def test_shadow_stats_average_per_pair() -> None:
     stats.record("a", "b", 1.0, 0.5)
     stats.record("a", "b", 0.0, 1.0)
     [row] = stats.summary()
-    assert row["requests"] == 2 and row["top_k_overlap"] == 0.5 and row["rank_correlation"] == 0.75
+    assert row.requests == 2 and row.top_k_overlap == 0.5 and row.rank_correlation == 0.75
 
 
 def _ev(version: str, requests: int = 100, p95: float = 10.0, ndcg: float = 0.8, mem: int = 100, err: float = 0.0) -> Evidence:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from reranker.service.views import AuditEntryView
 from tests.conftest import AUTH, CANDIDATE, STABLE, wait_for_version
 
 ADMIN_ROUTES = [
@@ -47,8 +48,8 @@ def models(client: TestClient) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES, ids=[f"{m} {p}" for m, p, _ in ADMIN_ROUTES])
 def test_admin_routes_need_the_token(client: TestClient, service: Any, method: str, path: str, body: Any,
                                      credentials: dict[str, str]) -> None:
-    def actions() -> list[dict[str, Any]]:  # refused logins are audited (rate-limited); nothing else may be
-        return [e for e in service.audit(1000) if e["action"] != "auth_failed"]
+    def actions() -> list[AuditEntryView]:  # refused logins are audited (rate-limited); nothing else may be
+        return [e for e in service.audit(1000) if e.action != "auth_failed"]
 
     audit_before = len(actions())
     response = call(client, method, path, body, credentials)

@@ -29,7 +29,7 @@ def two_versions(service: Any) -> Iterator[Any]:
     yield service
     reset_service(service)
     assert service.usable_versions() == [STABLE]
-    assert service.traffic()["weights"] == {STABLE: 100}
+    assert service.traffic().weights == {STABLE: 100}
 
 
 def put_traffic(client: TestClient, policy: dict[str, Any]) -> dict[str, Any]:
@@ -204,5 +204,5 @@ def test_the_report_never_reaches_back_past_a_traffic_policy_change(client: Test
     changed = two_versions.clock.now()
     put_traffic(client, {"weights": {STABLE: 50, CANDIDATE: 50}, "sticky": False})
     report = two_versions.experiment_report(window_s=3600)
-    assert report["window_start"] >= changed and report["since_policy_change"]
-    assert sum(row["requests"] for row in report["versions"]) == 0
+    assert report.window_start >= changed and report.since_policy_change
+    assert sum(row.requests for row in report.versions) == 0

@@ -26,11 +26,11 @@ from reranker.control.gates import GateConfig
 from reranker.errors import InsufficientMemory, ModelLoadError
 from reranker.models.base import ModelInfo, Placement
 from reranker.models.loading import LoadResult, load_model
+from reranker.models.memory import GpuMemory, SystemMemoryProbe
 from reranker.models.mini import BACKEND as MINI
 from reranker.models.qwen3vl.shapes import SHAPES, config_dict
 from reranker.models.registry import backends
 from reranker.service import RerankService
-from reranker.service.versions import VersionManager
 from tests.test_hot_update import Load, request, wait_for, write_golden_set
 
 V1, V2 = str(MODELS / "mini-v1"), str(MODELS / "mini-v2")
@@ -124,13 +124,31 @@ def webhook() -> Iterator[Webhook]:
     server.close()
 
 
+class HostMemory:
+    """A memory probe that reads the real machine until a test makes memory scarce (1 MiB free, no GPU)."""
+
+    def __init__(self) -> None:
+        self.scarce = False
+        self._real = SystemMemoryProbe()
+
+    def gpus(self) -> list[GpuMemory]:
+        return [] if self.scarce else self._real.gpus()
+
+    def host_available_bytes(self) -> int:
+        return 2**20 if self.scarce else self._real.host_available_bytes()
+
+
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> Iterator[RerankService]:
+def memory() -> HostMemory:
+    return HostMemory()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook, memory: HostMemory) -> Iterator[RerankService]:
     folder = tmp_path_factory.mktemp("faults")
     settings = make_settings(folder / "data", golden_set=write_golden_set(folder / "golden"),
                              rollout_time_scale=1.0, webhook_url=webhook.url)
-    built = RerankService(settings, SystemClock(), "tok", gate_config=FAILING_GATES)
-    built.versions_manager = VersionManager(settings, built.registry, built.store, built.clock, loader=loader)
+    built = RerankService(settings, SystemClock(), "tok", gate_config=FAILING_GATES, loader=loader, host_memory=memory)
     built.start(wait=True)
     yield built
     built.close()
@@ -190,7 +208,7 @@ def test_checkpoint_that_cannot_be_read_is_refused_before_anything_changes(
     with pytest.raises(ModelLoadError, match=message):
         service.submit_update(path, actor="dave")
     status = service.status()
-    assert (status["light"], status["state"]) == ("green", "idle")
+    assert (status.light, status.state) == ("green", "idle")
     assert len(service.store.recent_rollouts()) == rollouts
     entry = service.store.recent_audit(1)[0]
     assert (entry.actor, entry.action, entry.target, entry.outcome) == ("dave", "hot_update", path, "refused")
@@ -218,8 +236,8 @@ def test_load_failure_turns_red_alerts_and_keeps_the_stable_serving(
         status = wait_for(service, {"failed", "rolling_out", "rolled_back"}, timeout_s=120)
     assert load.errors == [] and load.total > 0, load.errors[:3]
     assert set(v for seen in load.versions.values() for v in seen) == {"mini-v1"}
-    assert (status["state"], status["light"], status["last_outcome"]) == ("failed", "red", "failed")
-    assert status["banner"].startswith("Last update failed: loading") and "acknowledge" in status["banner"]
+    assert (status.state, status.light, status.last_outcome) == ("failed", "red", "failed")
+    assert status.banner.startswith("Last update failed: loading") and "acknowledge" in status.banner
     assert service.registry.get(Path(path).name).state.value == "failed"
     record = service.store.get_rollout(rollout_id)
     assert record.outcome == "failed"
@@ -229,14 +247,14 @@ def test_load_failure_turns_red_alerts_and_keeps_the_stable_serving(
     sent = webhook.wait_for("load_failed", mentioning=path)
     assert sent["level"] == "alert" and sent["state"] == "failed"
     service.rollout_command("acknowledge", actor="dave")
-    assert service.status()["light"] == "green"
+    assert service.status().light == "green"
 
 
 def test_golden_gate_failure_rolls_back_before_any_traffic(service: RerankService, webhook: Webhook) -> None:
     rollout_id = service.submit_update(V2, plan="demo", mode="new-model", actor="dave")
     status = wait_for(service, {"rolled_back", "failed", "rolling_out"})
-    assert (status["state"], status["light"]) == ("rolled_back", "red")
-    assert "golden-set gate failed: golden_new_model" in status["banner"]
+    assert (status.state, status.light) == ("rolled_back", "red")
+    assert "golden-set gate failed: golden_new_model" in status.banner
     gate = next(g for g in service.store.gate_results(rollout_id) if g.name == "golden_new_model")
     assert not gate.passed and gate.threshold is not None and gate.observed is not None
     assert gate.observed < gate.threshold
@@ -246,7 +264,7 @@ def test_golden_gate_failure_rolls_back_before_any_traffic(service: RerankServic
     assert service.store.recent_events(1)[0].kind == "rolled_back"
     assert service.rank(request(0, "user-7")).version == "mini-v1"
     service.rollout_command("acknowledge", actor="dave")
-    assert service.status()["light"] == "green"
+    assert service.status().light == "green"
 
 
 def test_live_latency_gate_failure_rolls_back_under_traffic_without_losing_requests(
@@ -258,35 +276,31 @@ def test_live_latency_gate_failure_rolls_back_under_traffic_without_losing_reque
         status = wait_for(service, {"rolled_back", "failed", "promoted"}, timeout_s=240)
         load.settle("mini-v1")
     assert load.errors == [], load.errors[:3]
-    assert (status["state"], status["light"]) == ("rolled_back", "red")
+    assert (status.state, status.light) == ("rolled_back", "red")
     candidate = service.store.get_rollout(rollout_id).candidate
     assert candidate == "mini-slow"
     assert any(candidate in seen for seen in load.versions.values()), "the candidate never took traffic"
     gates = service.store.gate_results(rollout_id)
     assert any(g.name == "golden_same_model" and g.passed for g in gates)
     assert any(g.name == "latency" and not g.passed for g in gates)
-    assert "live gate failed: latency" in status["banner"]
+    assert "live gate failed: latency" in status.banner
     assert service.registry.get(candidate).state.value == "retired"
     service.rollout_command("acknowledge", actor="dave")
 
 
-class ScarceMemory:
-    """A memory probe for a host with 1 MiB free and no GPU."""
-
-    def gpus(self) -> list:
-        return []
-
-    def host_available_bytes(self) -> int:
-        return 2**20
+@pytest.fixture
+def scarce_memory(memory: HostMemory) -> Iterator[None]:
+    memory.scarce = True
+    yield
+    memory.scarce = False
 
 
-def test_low_memory_is_refused_unless_replacing_in_place(service: RerankService,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("reranker.engine.embedded.SystemMemoryProbe", ScarceMemory)
+@pytest.mark.usefixtures("scarce_memory")
+def test_low_memory_is_refused_unless_replacing_in_place(service: RerankService) -> None:
     with pytest.raises(InsufficientMemory, match="force_replace"):
         service.submit_update(V2, actor="dave")
     assert service.store.recent_audit(1)[0].outcome == "refused"
-    assert service.status()["light"] == "green"
+    assert service.status().light == "green"
     rollout_id = service.submit_update(V2, actor="dave", force_replace=True)
     with Load(service, threads=3) as load:
         deadline = time.monotonic() + 60

@@ -24,8 +24,8 @@ from reranker.clock import SystemClock
 from reranker.control.gates import GateConfig
 from reranker.errors import Conflict
 from reranker.service import RerankService
-from reranker.service.replace import replace_in_place
 from reranker.service.types import Caller, RankRequest, RawItem
+from reranker.service.views import StatusView
 
 V1, V2 = str(MODELS / "mini-v1"), str(MODELS / "mini-v2")
 # Live gates decide quickly and only fail on gross problems: these tests are about the mechanics.
@@ -143,13 +143,13 @@ class Load:
 
 
 def wait_for(service: RerankService, states: set[str], timeout_s: float = 240.0,
-             on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             on_poll: Callable[[StatusView], None] | None = None) -> StatusView:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = service.status()
         if on_poll is not None:
             on_poll(status)
-        if status["state"] in states:
+        if status.state in states:
             return status
         time.sleep(0.05)
     raise AssertionError(f"rollout never reached {states}; last status: {service.status()}")
@@ -176,7 +176,7 @@ def assert_released(refs: tuple[weakref.ref, weakref.ref]) -> None:
 
 def assert_serves(service: RerankService, version: str) -> None:
     assert service.rank(request(0, "probe")).version == version
-    assert service.traffic()["weights"] == {version: 100.0}
+    assert service.traffic().weights == {version: 100.0}
 
 
 @pytest.fixture(scope="module")
@@ -198,27 +198,27 @@ def test_full_hot_update_under_load_loses_no_request_and_keeps_users_sticky(serv
     # whichever version serves (the module's tests run in any order), update to the other one
     old, candidate = service.stable_version(), the_other(service)
     new = Path(candidate).name
-    assert service.status()["light"] == "green"
+    assert service.status().light == "green"
     old_refs = engine_refs(service, old)
-    polled: list[dict[str, Any]] = []
+    polled: list[StatusView] = []
     plan = [{"share": 5, "seconds": 1}, {"share": 50, "seconds": 2, "ramp": True}, {"share": 100}]
     with Load(service) as load:
         load.wait_for_answers(8)
         rollout_id = service.submit_update(candidate, plan=plan, actor="alice")
         final = wait_for(service, {"promoted", "rolled_back", "failed"}, on_poll=polled.append)
-        assert final["state"] == "promoted", final
+        assert final.state == "promoted", final
         load.settle(new)
     assert load.errors == [] and load.total > 50, (load.errors[:5], load.total)
     for user, seen in load.versions.items():
         first_new = seen.index(new)
         assert set(seen[first_new:]) == {new}, f"user-{user} went back to {old} after {new}"
     assert any(seen[0] == old for seen in load.versions.values())
-    lights, banners = {s["light"] for s in polled}, {s["banner"] for s in polled}
+    lights, banners = {s.light for s in polled}, {s.banner for s in polled}
     assert "yellow" in lights and "red" not in lights
     assert any(b.startswith("Model upgrade 2/3") and new in b for b in banners), banners
     status = service.status()
-    assert (status["light"], status["stable"], status["last_outcome"]) == ("green", new, "promoted")
-    assert status["banner"] == ""
+    assert (status.light, status.stable, status.last_outcome) == ("green", new, "promoted")
+    assert status.banner == ""
     assert service.registry.get(old).state.value == "retired"
     assert service.registry.get(old).in_flight == 0
     assert_serves(service, new)
@@ -240,10 +240,10 @@ def test_second_submit_conflicts_and_cancel_during_load(service: RerankService) 
     rollout_id = service.submit_update(candidate, plan="demo", actor="alice")
     with pytest.raises(Conflict, match=r"already loading .*started by alice"):
         service.submit_update(candidate, plan="demo", actor="bob")
-    assert service.status()["state"] == "loading" and service.status()["light"] == "yellow"
+    assert service.status().state == "loading" and service.status().light == "yellow"
     service.rollout_command("cancel", actor="bob")
     status = service.status()
-    assert (status["state"], status["last_outcome"], status["light"]) == ("cancelled", "cancelled", "green")
+    assert (status.state, status.last_outcome, status.light) == ("cancelled", "cancelled", "green")
     loading = Path(candidate).name
     deadline = time.monotonic() + 60
     while service.registry.get(loading).state.value == "loading" and time.monotonic() < deadline:
@@ -263,24 +263,24 @@ def test_pause_freezes_the_share_then_promote_now(service: RerankService) -> Non
         rollout_id = service.submit_update(candidate, plan=plan, actor="alice")
         wait_for(service, {"rolling_out"})
         deadline = time.monotonic() + 60
-        while service.status()["share"] <= 6 and time.monotonic() < deadline:
+        while service.status().share <= 6 and time.monotonic() < deadline:
             time.sleep(0.05)
         service.rollout_command("pause", actor="alice")
         frozen = service.status()
-        assert frozen["state"] == "paused" and frozen["light"] == "yellow" and "paused" in frozen["banner"]
-        weights = service.traffic()["weights"]
+        assert frozen.state == "paused" and frozen.light == "yellow" and "paused" in frozen.banner
+        weights = service.traffic().weights
         time.sleep(1.0)
-        assert service.status()["share"] == frozen["share"] and service.traffic()["weights"] == weights
+        assert service.status().share == frozen.share and service.traffic().weights == weights
         service.rollout_command("resume", actor="alice")
         deadline = time.monotonic() + 30
-        while service.status()["share"] <= frozen["share"]:  # the ramp moves on once resumed
+        while service.status().share <= frozen.share:  # the ramp moves on once resumed
             assert time.monotonic() < deadline, "the share did not grow after resume"
             time.sleep(0.05)
         service.rollout_command("promote", actor="alice")
         final = wait_for(service, {"promoted"})
     assert load.errors == [], load.errors[:5]
-    new = final["stable"]
-    assert new == Path(candidate).name and final["light"] == "green"
+    new = final.stable
+    assert new == Path(candidate).name and final.light == "green"
     assert service.registry.get(stable).state.value == "retired"
     assert_serves(service, new)
     assert service.store.get_rollout(rollout_id).outcome == "promoted"
@@ -292,7 +292,7 @@ def test_rollback_now_goes_red_until_acknowledged_and_frees_the_candidate(servic
     stable, candidate = service.stable_version(), the_other(service)
     rollout_id = service.submit_update(candidate, plan=[{"share": 50, "seconds": 60}, {"share": 100}], actor="alice")
     status = wait_for(service, {"rolling_out"})
-    candidate_id = status["candidate"]
+    candidate_id = status.candidate
     refs = engine_refs(service, candidate_id)
     with Load(service, threads=4) as load:
         load.wait_for_answers(4)
@@ -300,8 +300,8 @@ def test_rollback_now_goes_red_until_acknowledged_and_frees_the_candidate(servic
         status = wait_for(service, {"rolled_back"})
         load.settle(stable)
     assert load.errors == [], load.errors[:5]
-    assert status["light"] == "red" and "rolled back by carol" in status["banner"]
-    assert "acknowledge" in status["banner"]
+    assert status.light == "red" and "rolled back by carol" in status.banner
+    assert "acknowledge" in status.banner
     assert service.registry.get(candidate_id).state.value == "retired"
     assert_serves(service, stable)
     assert_released(refs)
@@ -309,7 +309,7 @@ def test_rollback_now_goes_red_until_acknowledged_and_frees_the_candidate(servic
     assert (record.outcome, record.reason) == ("rolled_back", "rolled back by carol")
     service.rollout_command("acknowledge", actor="carol")
     status = service.status()
-    assert (status["light"], status["state"], status["banner"]) == ("green", "idle", "")
+    assert (status.light, status.state, status.banner) == ("green", "idle", "")
     audit = [(e.actor, e.action, e.outcome) for e in service.store.recent_audit(10)]
     assert ("carol", "rollback", "ok") in audit and ("carol", "acknowledge", "ok") in audit
 
@@ -319,11 +319,11 @@ def test_same_model_reload_gets_a_suffixed_id_and_passes_the_identity_gate(servi
     path = str(MODELS / stable.split("~")[0])
     rollout_id = service.submit_update(path, plan=[{"share": 100}], mode="same-model", actor="alice")
     final = wait_for(service, {"promoted", "rolled_back", "failed"})
-    assert final["state"] == "promoted", final
-    assert final["stable"].startswith(stable.split("~")[0] + "~")
+    assert final.state == "promoted", final
+    assert final.stable.startswith(stable.split("~")[0] + "~")
     gate = next(g for g in service.store.gate_results(rollout_id) if g.name == "golden_same_model")
     assert gate.passed and gate.observed is not None and gate.observed <= 0.001
-    assert_serves(service, final["stable"])
+    assert_serves(service, final.stable)
 
 
 def test_replace_in_place_queues_concurrent_requests_and_none_fails(service: RerankService) -> None:
@@ -331,12 +331,12 @@ def test_replace_in_place_queues_concurrent_requests_and_none_fails(service: Rer
     with Load(service, threads=4, pause_s=0.01) as load:
         load.wait_for_answers(4)
         before = load.total
-        rollout_id = replace_in_place(service, candidate, "alice")
+        rollout_id = service.replacer.start(candidate, "alice")
         assert not service.admission.is_open
         during = service.status()
-        assert (during["light"], during["state"]) == ("yellow", "replacing"), during
+        assert (during.light, during.state) == ("yellow", "replacing"), during
         with pytest.raises(Conflict, match="already replacing"):
-            replace_in_place(service, candidate, "bob")
+            service.replacer.start(candidate, "bob")
         with pytest.raises(Conflict, match="already replacing"):  # a staged rollout is refused too
             service.submit_update(candidate, plan=[{"share": 100}], actor="carol")
         deadline = time.monotonic() + 90
@@ -351,6 +351,6 @@ def test_replace_in_place_queues_concurrent_requests_and_none_fails(service: Rer
     assert_serves(service, new)
     assert service.store.get_stable().version == new
     final = service.status()
-    assert (final["light"], final["state"], final["last_outcome"]) == ("green", "promoted", "promoted"), final
-    assert any(e["kind"] == "replaced" for e in final["events"]), final["events"]
+    assert (final.light, final.state, final.last_outcome) == ("green", "promoted", "promoted"), final
+    assert any(e.kind == "replaced" for e in final.events), final.events
     assert any(e.action == "hot_update" and "replace in place" in e.detail for e in service.store.recent_audit(5))

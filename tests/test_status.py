@@ -93,3 +93,17 @@ def test_no_model_ready_is_red() -> None:
     assert idle.light is Light.RED and "No model is ready" in idle.banner
     loading = derive_status(snap(S.LOADING, progress=0.5), model_ready=False)
     assert loading.light is Light.RED and loading.banner == "Model upgrade: loading mini-v2 (50%)"
+
+
+def test_the_status_view_sends_progress_once_as_stage_with_the_plan_steps() -> None:
+    from reranker.service.status_view import status_view
+
+    view = status_view(snap(S.ROLLING_OUT, stage=1, in_stage=45.0, share=27.5), model_ready=True, rollout_id=7)
+    assert (view.light, view.state, view.stable, view.candidate, view.rollout_id) == ("yellow", "rolling_out",
+                                                                                       "mini-v1", "mini-v2", 7)
+    assert view.stage is not None and (view.stage.stage, view.stage.stages, view.stage.share) == (2, 3, 27.5)
+    assert [step.state for step in view.steps] == ["done", "current", "pending"]
+    assert view.plan is not None and len(view.plan.stages) == 3
+    answer = view.model_dump(mode="json")
+    assert "progress" not in answer and answer["stage"]["fraction"] == pytest.approx(75 / 120)
+    assert status_view(snap(S.IDLE), model_ready=True, rollout_id=None).stage is None

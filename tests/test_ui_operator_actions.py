@@ -10,6 +10,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import pytest  # noqa: E402
 
 from reranker.errors import InputError  # noqa: E402
+from reranker.service.views import StatusView, VersionView  # noqa: E402
 from ui.entries import add_bulk, add_one  # noqa: E402
 from ui.media import is_image  # noqa: E402
 from ui.operator_actions import applies, confirmation, loaded_version_at, not_applicable  # noqa: E402
@@ -27,8 +28,9 @@ def test_commands_apply_only_where_the_state_table_allows() -> None:
 
 
 def test_a_destructive_command_says_what_it_cuts_short() -> None:
-    status = {"state": "rolling_out", "stable": "mini-v1", "candidate": "mini-v2", "gates": [
-        {"name": "latency_p95", "pending": True}, {"name": "error_rate", "passed": True}]}
+    status = StatusView.model_validate({"light": "yellow", "banner": "", "state": "rolling_out", "stable": "mini-v1",
+                                        "candidate": "mini-v2", "gates": [
+                                            {"name": "latency_p95", "pending": True}, {"name": "error_rate", "passed": True}]})
     text = confirmation("promote", status)
     assert "Promote mini-v2 now" in text and "mini-v1 is unloaded" in text
     assert "Candidate P95 latency: waiting for evidence" in text and "error rate" not in text.lower()
@@ -38,12 +40,12 @@ def test_a_destructive_command_says_what_it_cuts_short() -> None:
 def test_a_hot_update_to_a_loaded_version_is_recognised(tmp_path: Path) -> None:
     models = tmp_path / "models"
     (models / "mini-v2").mkdir(parents=True)
-    versions = [{"id": "mini-v1", "state": "serving", "path": str(models / "mini-v1")},
-                {"id": "mini-v2", "state": "ready", "path": str(models / "mini-v2")}]
+    versions = [VersionView(id="mini-v1", state="serving", path=str(models / "mini-v1")),
+                VersionView(id="mini-v2", state="ready", path=str(models / "mini-v2"))]
     assert loaded_version_at("mini-v2", versions, models) == "mini-v2"
     assert loaded_version_at(str(models / "mini-v2"), versions, models) == "mini-v2"
     assert loaded_version_at("mini-v3", versions, models) is None and loaded_version_at("", versions, models) is None
-    retired = [{**versions[1], "state": "retired"}]
+    retired = [versions[1].model_copy(update={"state": "retired"})]
     assert loaded_version_at("mini-v2", retired, models) is None
 
 

@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 
 from reranker.errors import InputError  # noqa: E402
+from reranker.service.views import EventView, GateView, ProgressView, StatusView, StepView, TrafficView, VersionView  # noqa: E402
 from reranker.service.types import CompareResult, RankChange, RankedDocument, RankResult  # noqa: E402
 from ui.charts import (  # noqa: E402
     bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table,
@@ -78,32 +79,32 @@ def test_light_renders_its_colour(light: str) -> None:
 
 
 def test_banner_active_only_with_text_and_shows_progress() -> None:
-    idle = banner_html({"light": "green", "state": "idle", "banner": "", "stable": "mini-v1"})
+    idle = banner_html(StatusView(light="green", state="idle", banner="", stable="mini-v1"))
     assert 'data-active="false"' in idle and "Serving mini-v1" in idle and 'data-state="idle"' in idle
-    rolling = banner_html({"light": "yellow", "state": "rolling_out", "banner": "Model upgrade 2/3",
-                           "stage": {"fraction": 0.5}})
+    rolling = banner_html(StatusView(light="yellow", state="rolling_out", banner="Model upgrade 2/3",
+                                     stage=ProgressView(stage=2, stages=3, share=20, seconds_in_stage=1,
+                                                        stage_seconds=10, fraction=0.5)))
     assert 'data-active="true"' in rolling and "Model upgrade 2/3" in rolling and "width:50.0%" in rolling
-    assert 'data-light="red"' in banner_html({})
+    assert 'data-light="red"' in banner_html(StatusView(light="red", state="starting", banner=""))
 
 
 def test_stage_reports_share_and_time() -> None:
-    html = stage_html({"stage": 2, "stages": 3, "share": 27.5, "seconds_in_stage": 8, "stage_seconds": 20,
-                       "fraction": 0.45})
+    html = stage_html(ProgressView(stage=2, stages=3, share=27.5, seconds_in_stage=8, stage_seconds=20, fraction=0.45))
     assert 'data-stage="2"' in html and 'data-share="27.5"' in html and "8 s of at least 20 s" in html
     assert 'data-stage="0"' in stage_html(None)
 
 
 def test_gates_outcomes() -> None:
-    html = gates_html([{"name": "golden", "observed": 0.0004, "threshold": 0.001, "passed": True},
-                       {"name": "latency", "passed": False}, {"name": "memory", "pending": True}])
+    html = gates_html([GateView(name="golden", observed=0.0004, threshold=0.001, passed=True),
+                       GateView(name="latency", passed=False), GateView(name="memory", pending=True)])
     assert _attrs(html, "tr", "data-outcome") == ["passed", "failed", "pending"]
     assert "No gate" in gates_html([])
 
 
 def test_events_and_versions_tables() -> None:
-    events = events_html([{"at": 0, "kind": "rolled_back", "message": "p95 <too> high", "level": "error", "actor": "x"}])
+    events = events_html([EventView(at=0, kind="rolled_back", message="p95 <too> high", level="alert", actor="x")])
     assert 'data-kind="rolled_back"' in events and "&lt;too&gt;" in events
-    table = versions_html([{"id": "mini-v1", "state": "serving", "stable": True, "share": 100, "bytes_in_memory": 5e7}])
+    table = versions_html([VersionView(id="mini-v1", state="serving", stable=True, share=100, bytes_in_memory=50_000_000)])
     assert 'data-version="mini-v1"' in table and 'data-stable="true"' in table and "50 MB" in table
 
 
@@ -146,7 +147,9 @@ def test_weights_round_trip_and_errors() -> None:
     policy = policy_from_form("a: 60, b: 40", True, '[{"region": "eu", "version": "b"}]', "b")
     assert policy == {"weights": {"a": 60.0, "b": 40.0}, "sticky": True,
                       "rules": [{"region": "eu", "version": "b"}], "shadow": {"version": "b"}}
-    assert form_from_policy(policy) == ("a: 60, b: 40", True, '[{"region": "eu", "version": "b"}]', "b")
+    in_force = TrafficView.model_validate({"primary": "a", "generation": 3, **policy})
+    assert form_from_policy(in_force) == ("a: 60, b: 40", True, '[{"region": "eu", "version": "b"}]', "b")
+    assert form_from_policy(None) == ("", True, "[]", "none")
     assert policy_from_form("a: 100", False, "", "none")["shadow"] is None
     with pytest.raises(InputError):
         policy_from_form("a: 100", False, "{", "none")
@@ -220,9 +223,9 @@ def test_tab_helpers_pick_versions_plans_and_views() -> None:
 
 
 def test_gates_carry_units_and_resolve_when_the_update_ended() -> None:
-    gates = [{"name": "latency_p95", "observed": 0.1234, "threshold": 0.2069, "passed": True},
-             {"name": "error_rate", "observed": 0.0, "threshold": 0.02, "passed": True},
-             {"name": "memory_growth", "observed": None, "threshold": 0.05, "pending": True}]
+    gates = [GateView(name="latency_p95", observed=0.1234, threshold=0.2069, passed=True),
+             GateView(name="error_rate", observed=0.0, threshold=0.02, passed=True),
+             GateView(name="memory_growth", observed=None, threshold=0.05, pending=True)]
     live = gates_html(gates, "rolling_out")
     assert "123.4 ms" in live and "≤ 206.9 ms" in live and "≤ 2.0 %" in live and "0.2069" not in live
     assert _attrs(live, "tr", "data-outcome") == ["passed", "passed", "pending"]
@@ -232,26 +235,30 @@ def test_gates_carry_units_and_resolve_when_the_update_ended() -> None:
 
 def test_operator_panel_drops_the_candidate_after_the_update_and_lists_steps() -> None:
     from ui.render_status import operator_panel_html
-    plan = {"name": "demo", "stages": [{"share": 5, "seconds": 10}, {"share": 50, "seconds": 20, "ramp": True},
-                                       {"share": 100, "seconds": 0}]}
-    rolling = operator_panel_html({"light": "yellow", "state": "rolling_out", "stable": "mini-v1", "candidate": "mini-v2",
-                                   "plan": plan, "progress": {"stage": 2, "stages": 3, "share": 20,
-                                                              "seconds_in_stage": 4, "stage_seconds": 20}})
+
+    def steps(*states: str) -> list[StepView]:
+        return [StepView(stage=1, share=5, seconds=10, state=states[0]),
+                StepView(stage=2, share=50, seconds=20, ramp=True, state=states[1]),
+                StepView(stage=3, share=100, seconds=0, state=states[2])]
+    rolling = operator_panel_html(StatusView(light="yellow", banner="", state="rolling_out", stable="mini-v1",
+                                             candidate="mini-v2", steps=steps("done", "current", "pending"),
+                                             stage=ProgressView(stage=2, stages=3, share=20, seconds_in_stage=4,
+                                                                stage_seconds=20, fraction=0.3)))
     assert 'data-testid="candidate"' in rolling and "rolling out" in rolling
     assert _attrs(rolling, "li", "data-status") == ["done", "current", "pending"]
-    done = operator_panel_html({"light": "green", "state": "promoted", "stable": "mini-v2", "candidate": "mini-v2",
-                                "plan": plan})
+    done = operator_panel_html(StatusView(light="green", banner="", state="promoted", stable="mini-v2",
+                                          candidate="mini-v2", steps=steps("done", "done", "done")))
     assert 'data-testid="candidate"' not in done and "done: the new version serves everything" in done
     assert _attrs(done, "li", "data-status") == ["done", "done", "done"]
-    holding = operator_panel_html({"state": "rolling_out", "stable": "a", "candidate": "b", "holding":
-                                   "holding: 29/50 candidate requests", "steps": [
-                                       {"stage": 1, "share": 5, "seconds": 30, "ramp": False, "state": "holding"}]})
+    holding = operator_panel_html(StatusView(light="yellow", banner="", state="rolling_out", stable="a", candidate="b",
+                                             holding="holding: 29/50 candidate requests",
+                                             steps=[StepView(stage=1, share=5, seconds=30, state="holding")]))
     assert "holding: 29/50 candidate requests" in holding
 
 
 def test_unloaded_versions_are_not_listed() -> None:
-    html = versions_html([{"id": "mini-v1", "state": "serving", "stable": True, "share": 100},
-                          {"id": "mini-v2", "state": "retired", "bytes_in_memory": 134e6}])
+    html = versions_html([VersionView(id="mini-v1", state="serving", stable=True, share=100),
+                          VersionView(id="mini-v2", state="retired", bytes_in_memory=134_000_000)])
     assert _attrs(html, "tr", "data-version") == ["mini-v1"] and "134 MB" not in html
 
 

@@ -6,6 +6,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from reranker.clock import FakeClock  # noqa: E402
+from reranker.service.views import StatusView  # noqa: E402
 from ui.render_status import banner_html, public_banner_html  # noqa: E402
 from ui.sessions import OperatorSessions  # noqa: E402
 
@@ -46,13 +47,13 @@ def test_sessions_are_bounded_oldest_first() -> None:
 
 
 def test_the_public_banner_names_no_version_reason_or_state() -> None:
-    red = {"light": "red", "state": "rolled_back", "banner": "Last update rolled back: p95 gate failed — acknowledge",
-           "stable": "mini-v1", "candidate": "mini-v2", "reason": "p95 gate failed"}
+    red = StatusView(**{"light": "red", "state": "rolled_back", "banner": "Last update rolled back: p95 gate failed — acknowledge",
+           "stable": "mini-v1", "candidate": "mini-v2", "reason": "p95 gate failed"})
     html = public_banner_html(red)
     assert 'data-light="green"' in html and "Ranking is available" in html
     for secret in ("mini-v", "gate", "acknowledge", "rolled", "data-state", "attention"):
         assert secret not in html
-    rolling = public_banner_html({"light": "yellow", "state": "rolling_out", "stable": "mini-v1", "candidate": "mini-v2"})
+    rolling = public_banner_html(StatusView(light="yellow", state="rolling_out", banner="", stable="mini-v1", candidate="mini-v2"))
     assert 'data-light="yellow"' in rolling and "update is in progress" in rolling and "mini-v2" not in rolling
-    assert "Starting" in public_banner_html({"light": "yellow", "state": "starting", "stable": None})
+    assert "Starting" in public_banner_html(StatusView(light="yellow", state="starting", banner="", stable=None))
     assert "acknowledge" in banner_html(red)  # the operator's banner keeps the detail

@@ -82,4 +82,4 @@ def test_status_only_reads(rig: Rig, monkeypatch) -> None:
 
     for name in ("write", "update_rollout_state", "record_gate", "finish_rollout", "record_event"):
         monkeypatch.setattr(rig.store, name, no_writes)
-    assert rig.updates.status(model_ready=True)["state"] == "validating"
+    assert rig.updates.status(model_ready=True).state == "validating"

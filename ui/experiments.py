@@ -55,17 +55,17 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
     def load_form(request: gr.Request) -> tuple[Any, ...]:
         if not is_operator(sessions, request):
             return "", True, "[]", gr.Dropdown(choices=[NO_SHADOW], value=NO_SHADOW)
-        weights, sticky, rules, shadow = form_from_policy(service.traffic() if service.is_ready() else {})
+        weights, sticky, rules, shadow = form_from_policy(service.traffic() if service.is_ready() else None)
         choices = [NO_SHADOW, *service.usable_versions()]
         return weights, sticky, rules, gr.Dropdown(choices=choices, value=shadow)
 
     def apply(weights: str, sticky: bool, rules: str, shadow: str, request: gr.Request) -> str:
         return guarded(sessions, request, "Traffic policy", lambda: "applied " + format_weights(
-            service.set_traffic(policy_from_form(weights, sticky, rules, shadow), ACTOR).get("weights") or {}))
+            service.set_traffic(policy_from_form(weights, sticky, rules, shadow), ACTOR).weights))
 
     def start_winner(request: gr.Request) -> str:
         def start() -> str:
-            decision = service.experiment_report().get("decision") or {}
+            decision = service.experiment_report().model_dump().get("decision") or {}  # charts read mappings
             candidate, verdict = decision.get("candidate"), decision.get("verdict")
             if not candidate or verdict != "promote":
                 raise InputError(f"no winner to roll out: the verdict is {verdict or 'not available'!r}"
@@ -85,7 +85,7 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
     def refresh(window: float, request: gr.Request) -> tuple[str, ...]:
         if not is_operator(sessions, request):
             return signed_out_views()
-        return report_views(service.experiment_report(window_s=float(window)))
+        return report_views(service.experiment_report(window_s=float(window)).model_dump())
 
     with gr.Tab(TAB_LABEL, id="experiments") as tab:
         timer = gr.Timer(REFRESH_SECONDS, active=False)  # inside the tab: a Tabs child becomes a tab

@@ -81,9 +81,8 @@ def build_operator_tab(service: RerankService, sessions: OperatorSessions) -> gr
         def ask(request: gr.Request) -> tuple[Any, ...]:
             if is_operator(sessions, request):
                 status = service.status()
-                state = str(status.get("state") or "")
-                if not applies(name, state):
-                    return outcome_html("refused", not_applicable(name, state)), "", hidden_row, ""
+                if not applies(name, status.state):
+                    return outcome_html("refused", not_applicable(name, status.state)), "", hidden_row, ""
                 if name in CONFIRM:
                     return gr.skip(), name, gr.update(visible=True), confirm_html(confirmation(name, status))
             return guarded(sessions, request, label, lambda: service.rollout_command(name, ACTOR)), "", hidden_row, ""
@@ -104,15 +103,14 @@ def build_operator_tab(service: RerankService, sessions: OperatorSessions) -> gr
             hidden = signed_out_html()
             return (hidden, hidden, hidden, hidden, *[gr.Button(interactive=False) for _ in COMMANDS])
         status = service.status()
-        state = str(status.get("state") or "")
-        return (operator_panel_html(status), gates_html(status.get("gates") or [], state),
-                events_html(status.get("events") or []), versions_html(service.versions()),
-                *[gr.Button(interactive=applies(name, state)) for name, _ in COMMANDS])
+        return (operator_panel_html(status), gates_html(status.gates, status.state),
+                events_html(status.events), versions_html(service.versions()),
+                *[gr.Button(interactive=applies(name, status.state)) for name, _ in COMMANDS])
 
     def pickers(request: gr.Request) -> tuple[Any, Any]:
         if not is_operator(sessions, request):
             return gr.Dropdown(choices=[]), gr.Dropdown(choices=[])
-        ids = [v["id"] for v in service.versions() if v.get("state") in ("ready", "serving")]
+        ids = [v.id for v in service.versions() if v.state in ("ready", "serving")]
         return gr.Dropdown(choices=service.known_model_dirs()), gr.Dropdown(choices=ids)
 
     with gr.Tab(TAB_LABEL, id="operator") as tab:

@@ -3,10 +3,11 @@ would cut short (for its confirmation), and whether a hot update names a version
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from reranker.control.rollout import RolloutState, Trigger, can
-from ui.render_status import GATE_FORMAT, OUTCOME_WORDS, gate_outcome, state_words
+from reranker.service.views import StatusView, VersionView
+from ui.render_status import OUTCOME_WORDS, gate_outcome, gate_words, state_words
 
 COMMAND_TRIGGERS = {"pause": Trigger.PAUSE, "resume": Trigger.RESUME, "promote": Trigger.PROMOTE_NOW,
                     "rollback": Trigger.ROLLBACK_NOW, "acknowledge": Trigger.ACKNOWLEDGE, "cancel": Trigger.CANCEL}
@@ -27,16 +28,15 @@ def not_applicable(command: str, state: str) -> str:
     return f"{COMMAND_LABELS.get(command, command)} does not apply now: the update is {state_words(state)}."
 
 
-def pending_checks(status: Mapping[str, Any]) -> list[str]:
-    state = str(status.get("state") or "")
-    return [f"{GATE_FORMAT.get(str(g.get('name')), (str(g.get('name')),))[0]}: {OUTCOME_WORDS[gate_outcome(g, state)]}"
-            for g in status.get("gates") or [] if gate_outcome(g, state) != "passed"]
+def pending_checks(status: StatusView) -> list[str]:
+    return [f"{gate_words(g.name)}: {OUTCOME_WORDS[gate_outcome(g, status.state)]}"
+            for g in status.gates if gate_outcome(g, status.state) != "passed"]
 
 
-def confirmation(command: str, status: Mapping[str, Any]) -> str:
+def confirmation(command: str, status: StatusView) -> str:
     """What the operator is about to do, in plain words, with what is still undecided."""
-    candidate = status.get("candidate") or "the new version"
-    stable = status.get("stable") or "the stable version"
+    candidate = status.candidate or "the new version"
+    stable = status.stable or "the stable version"
     what = {"promote": f"Promote {candidate} now: it takes all traffic and {stable} is unloaded.",
             "rollback": f"Roll back {candidate}: all traffic returns to {stable} and {candidate} is unloaded.",
             "cancel": f"Cancel the update of {candidate}: it is unloaded; {stable} keeps serving."}[command]
@@ -46,7 +46,7 @@ def confirmation(command: str, status: Mapping[str, Any]) -> str:
     return what
 
 
-def loaded_version_at(path: str, versions: Sequence[Mapping[str, Any]], models_dir: Path) -> str | None:
+def loaded_version_at(path: str, versions: Sequence[VersionView], models_dir: Path) -> str | None:
     """The id of a version already in memory from the directory `path` names (relative paths are
     tried as given and under the models folder), else None."""
     text = (path or "").strip()
@@ -54,7 +54,6 @@ def loaded_version_at(path: str, versions: Sequence[Mapping[str, Any]], models_d
         return None
     wanted = {p.resolve() for p in (Path(text), models_dir / text) if p.is_dir()}
     for version in versions:
-        where = version.get("path")
-        if where and version.get("state") in ("ready", "serving") and Path(str(where)).resolve() in wanted:
-            return str(version["id"])
+        if version.path and version.state in ("ready", "serving") and Path(version.path).resolve() in wanted:
+            return version.id
     return None

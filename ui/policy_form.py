@@ -6,6 +6,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from reranker.errors import InputError
+from reranker.service.views import TrafficView
 
 NO_SHADOW = "none"
 _PAIR = re.compile(r"^\s*([^:=\s]+)\s*[:=]\s*([^\s]+)\s*$")
@@ -61,12 +62,13 @@ def policy_from_form(weights: str | None, sticky: bool, rules: str | None, shado
     }
 
 
-def form_from_policy(policy: Mapping[str, Any]) -> tuple[str, bool, str, str]:
-    """(weights text, sticky, rules JSON, shadow choice) for the form fields."""
-    shadow = policy.get("shadow")
+def form_from_policy(policy: TrafficView | None) -> tuple[str, bool, str, str]:
+    """(weights text, sticky, rules JSON, shadow choice) for the form fields; blank without a policy."""
+    if policy is None:
+        return "", True, "[]", NO_SHADOW
     return (
-        format_weights(policy.get("weights") or {}),
-        bool(policy.get("sticky", True)),
-        json.dumps(policy.get("rules") or []),
-        shadow.get("version", NO_SHADOW) if isinstance(shadow, Mapping) else NO_SHADOW,
+        format_weights(policy.weights),
+        policy.sticky,
+        json.dumps([rule.model_dump(exclude_none=True) for rule in policy.rules]),
+        policy.shadow.version if policy.shadow is not None else NO_SHADOW,
     )

@@ -10,7 +10,7 @@ from reranker.engine.devicegate import DeviceGate
 from reranker.engine.engine import Engine
 from reranker.errors import InsufficientMemory, ModelLoadError, RerankerError
 from reranker.models.loading import LoadResult, estimate_footprint, load_model
-from reranker.models.memory import SystemMemoryProbe
+from reranker.models.memory import MemoryProbe, SystemMemoryProbe
 from reranker.models.registry import detect_backend
 from reranker.settings import Settings
 
@@ -23,10 +23,12 @@ class EmbeddedEngines:
 
     kind = "embedded"
 
-    def __init__(self, settings: Settings, clock: Clock, loader: Loader = load_model) -> None:
+    def __init__(self, settings: Settings, clock: Clock, loader: Loader = load_model,
+                 memory: MemoryProbe | None = None) -> None:
         self._settings = settings
         self._clock = clock
         self._loader = loader
+        self._memory: MemoryProbe = memory or SystemMemoryProbe()
         self._device_gates: dict[str, DeviceGate] = {}
         self._lock = threading.Lock()
 
@@ -44,7 +46,7 @@ class EmbeddedEngines:
     def check_room(self, path: Path) -> None:
         """Refuse before anything changes when the candidate cannot fit beside the stable version."""
         backend = detect_backend(path)
-        probe = SystemMemoryProbe()
+        probe = self._memory
         on_gpu = self._settings.device != "cpu" and bool(probe.gpus())
         dtype = backend.supported_dtypes("cuda" if on_gpu else "cpu")[0]
         try:

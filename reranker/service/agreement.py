@@ -5,6 +5,7 @@ import threading
 from typing import Sequence
 
 from reranker.service.types import RankChange
+from reranker.service.views import ShadowLiveView
 
 
 def ranking(scores: Sequence[float]) -> list[int]:
@@ -70,9 +71,9 @@ class ShadowStats:
             sums[1] += overlap
             sums[2] += correlation
 
-    def summary(self) -> list[dict[str, float | str]]:
+    def summary(self) -> list[ShadowLiveView]:
         with self._lock:
             return [
-                {"primary": p, "shadow": s, "requests": int(n), "top_k_overlap": o / n, "rank_correlation": r / n}
+                ShadowLiveView(primary=p, shadow=s, requests=int(n), top_k_overlap=o / n, rank_correlation=r / n)
                 for (p, s), (n, o, r) in sorted(self._sums.items())
             ]

@@ -71,3 +71,29 @@ class AuthFailureLog:
             self._audit(f"anonymous@{who}", "auth_failed", target, "refused", detail)
         except Exception as exc:  # noqa: BLE001 - a broken store must not turn a 401 into a 500
             log.warning("could not audit a failed authentication: %s", exc)
+
+
+class AdminAuth:
+    """The admin token and what a failed check leaves behind (a log line, an audit entry, a count)."""
+
+    def __init__(self, token: str, failures: AuthFailureLog) -> None:
+        self._token = token
+        self._failures = failures
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    def check(self, token: str | None) -> bool:
+        return tokens_match(token, self._token)
+
+    def check_console(self, token: str | None) -> bool:
+        """check() for the console's sign-in: a wrong token is logged and audited like the API's."""
+        if self.check(token):
+            return True
+        self.failed("ui", None, "console sign-in", "wrong token" if token else "empty token")
+        return False
+
+    def failed(self, source: str, client: str | None, target: str, reason: str) -> None:
+        """A failed admin authentication (wrong or missing token): logged and audited, rate-limited."""
+        self._failures.record(source, client, target, reason)

@@ -8,7 +8,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from reranker.cancel import CancelToken
 from reranker.clock import Clock
@@ -17,6 +17,7 @@ from reranker.control.controller import RolloutController
 from reranker.control.gates import GateConfig
 from reranker.control.livestats import LiveStats
 from reranker.control.policy import TrafficPolicy, validate
+from reranker.control.ports import MemoryProbe as ProcessMemoryProbe
 from reranker.control.registry import Registry
 from reranker.control.requestlog import RequestLogWriter, RequestRecord
 from reranker.control.router import RequestAttributes
@@ -29,14 +30,18 @@ from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancell
 from reranker.media import MediaDecoder, MediaResolver
 from reranker.media.heap import trim_heap
 from reranker.media.urls import UrlFetcher
-from reranker.service.authlog import AuthFailureLog
+from reranker.models.loading import load_model
+from reranker.models.memory import MemoryProbe
+from reranker.service.authlog import AdminAuth, AuthFailureLog
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
+from reranker.service.catalog import VersionCatalog
 from reranker.service.inputs import InputBuilder, top_results
 from reranker.service.experiments import ScoreHistory
 from reranker.service.metrics import ServiceMetrics
-from reranker.service.operator import OperatorMixin
+from reranker.service.operator import VersionOperations, audit_refusal
+from reranker.service.report import ExperimentReports
 from reranker.service.types import CompareResult, RankedDocument, RankRequest, RankResult
-from reranker.service.replace import Admission
+from reranker.service.replace import Admission, InPlaceReplacer
 from reranker.service.rollout_ports import (
     DrainingUnloader, GoldenSetValidator, ProcessMemory, RegistryTraffic, VersionLoader, default_golden,
 )
@@ -44,7 +49,8 @@ from reranker.service.probes import PairedReplays
 from reranker.service.updates import StoreSink, UpdateManager
 from reranker.truncation import TokenLimits
 from reranker.service.workpool import WorkPool
-from reranker.service.versions import LoadJob, VersionManager
+from reranker.service.versions import LoadJob, Loader, VersionManager
+from reranker.service.views import AuditEntryView, ExperimentReport, StatusView, TrafficView, VersionView
 from reranker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,18 +67,22 @@ class Scored:
     tokens: int = 0  # tokens the model read for the request (its own tokenizer; cached pairs included)
 
 
-class RerankService(OperatorMixin):
-    """Owns the registry, store, engines and logs; every method is safe to call from any thread."""
+class RerankService:
+    """Owns the registry, store, engines and logs; every method is safe to call from any thread.
+
+    Operator actions (VersionOperations), the experiment report (ExperimentReports) and the admin
+    token (AdminAuth) are services of their own, composed here; the methods below delegate to them.
+    The model loader and both memory probes are injected (tests pass fakes)."""
 
     def __init__(self, settings: Settings, clock: Clock, admin_token: str, rng: random.Random | None = None,
-                 gate_config: GateConfig | None = None) -> None:
+                 gate_config: GateConfig | None = None, *, loader: Loader = load_model,
+                 host_memory: MemoryProbe | None = None, process_memory: ProcessMemoryProbe | None = None) -> None:
         self.settings = settings
         self.gate_config = gate_config or GateConfig(  # paired replays: GateConfig's own minimum (20)
             latency_ratio=settings.gate_latency_ratio,
             error_min_samples=settings.gate_min_samples,
         )
         self.clock = clock
-        self._admin_token = admin_token
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self.store = Store(settings.data_dir / "reranker.sqlite3", clock)  # StoreUnavailable: one line
@@ -81,13 +91,15 @@ class RerankService(OperatorMixin):
         self.store_health = StoreHealth(self.store, clock, self._store_alert)
         self._watch_stop = threading.Event()
         self._watch: threading.Thread | None = None
-        self.auth_failures = AuthFailureLog(clock, self.store.record_audit,
-                                            lambda source: self.metrics.auth_failures.labels(source).inc())
+        self.auth = AdminAuth(admin_token, AuthFailureLog(clock, self.store.record_audit,
+                                                         lambda source: self.metrics.auth_failures.labels(source).inc()))
+        self._process_memory = process_memory or ProcessMemory()
         self.live = LiveStats()
         self.request_log = RequestLogWriter(self.store, settings.request_log_rows, settings.request_log_days, clock)
         self.versions_manager = VersionManager(settings, self.registry, self.store, clock,
                                                download=hub_download if settings.allow_downloads else None,
-                                               engines=make_engines(settings, clock))
+                                               engines=make_engines(settings, clock, loader, host_memory))
+        self.catalog = VersionCatalog(self.registry)
         self.decoder = MediaDecoder(settings.limits, settings.engine.media_cache_entries)
         fetcher = (UrlFetcher(settings.limits.max_media_bytes, settings.media_url_timeout_s)
                    if settings.allow_media_urls else None)
@@ -98,12 +110,18 @@ class RerankService(OperatorMixin):
         self.score_history = ScoreHistory()
         self.admission = Admission(settings.replace_wait_s)
         self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
-        self._quality: dict[str, float] = {}
         self.probes = PairedReplays(self.registry, self.live, clock)
         self._policy_since: float | None = None  # when the operator's traffic policy last changed
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
         self.metrics.watch_request_log(lambda: self.request_log.lost_counts())
+        self.replacer = InPlaceReplacer(self.registry, self.store, self.versions_manager, self.catalog, self.updates,
+                                        self.admission)
+        self.operations = VersionOperations(settings.models_dir, self.registry, self.store, self.versions_manager,
+                                            self.catalog, self.updates, self.replacer.start, self.is_ready)
+        self.reports = ExperimentReports(self.store, self.request_log, self.registry, self.catalog, clock,
+                                         settings.golden_set, self._golden_decoders(), self.score_history,
+                                         self.shadow_stats, lambda: self._policy_since)
 
     def _make_controller(self, stable_id: str, sink: StoreSink) -> RolloutController:
         return RolloutController(
@@ -113,7 +131,7 @@ class RerankService(OperatorMixin):
                                          self.gate_config),
             traffic=RegistryTraffic(self._swap),
             stats=self.live,
-            memory=ProcessMemory(),
+            memory=self._process_memory,
             unloader=DrainingUnloader(self.registry, self.versions_manager),
             sink=sink,
             clock=self.clock,
@@ -177,7 +195,16 @@ class RerankService(OperatorMixin):
 
     # ---- reading state -------------------------------------------------------------------
     def admin_token(self) -> str:
-        return self._admin_token
+        return self.auth.token
+
+    def check_admin(self, token: str | None) -> bool:
+        return self.auth.check(token)
+
+    def check_console_token(self, token: str | None) -> bool:
+        return self.auth.check_console(token)
+
+    def auth_failed(self, source: str, client: str | None, target: str, reason: str) -> None:
+        self.auth.failed(source, client, target, reason)
 
     def is_ready(self) -> bool:
         return self.registry.snapshot_or_none() is not None
@@ -192,8 +219,7 @@ class RerankService(OperatorMixin):
         return None if self.is_ready() else "no model version is serving yet"
 
     def stable_version(self) -> str | None:
-        snap = self.registry.snapshot_or_none()
-        return snap.primary if snap else None
+        return self.catalog.stable_version()
 
     def metrics_text(self, accept: str = "") -> bytes:
         """/metrics in the format `accept` negotiates (ServiceMetrics.content_type names it)."""
@@ -208,36 +234,49 @@ class RerankService(OperatorMixin):
                 self.metrics.model_bytes.labels(view.id).set(view.info.bytes_in_memory)
         return self.metrics.render(accept)
 
-    def versions(self) -> list[dict[str, Any]]:
-        snap = self.registry.snapshot_or_none()
-        out = []
-        for view in self.registry.list():
-            info = view.info
-            out.append({
-                "id": view.id,
-                "object": "model",
-                "state": view.state.value,
-                "share": snap.policy.weight_of(view.id) if snap else 0.0,
-                "stable": bool(snap and snap.primary == view.id),
-                "name": getattr(info, "name", None),
-                "backend": getattr(info, "backend", None),
-                "dtype": getattr(info, "dtype", None),
-                "device": getattr(info, "device", None),
-                "bytes_in_memory": getattr(info, "bytes_in_memory", None),
-                "path": getattr(info, "path", None),
-                "follows_instruction": getattr(info, "follows_instruction", True),
-                "loaded_at": view.loaded_at,
-                "in_flight": view.in_flight,
-                "reason": view.reason,
-            })
-        return out
+    def versions(self) -> list[VersionView]:
+        return self.catalog.versions()
 
     def follows_instruction(self, version: str) -> bool:
         """False when the version's backend ignores a request's instruction (the mini model does)."""
-        return next((bool(v["follows_instruction"]) for v in self.versions() if v["id"] == version), True)
+        view = self.catalog.get(version)
+        return view is None or view.follows_instruction
 
     def usable_versions(self) -> list[str]:
-        return sorted(self.registry.usable_versions())
+        return self.catalog.usable_versions()
+
+    def status(self) -> StatusView:
+        return self.operations.status()
+
+    def known_model_dirs(self) -> list[str]:
+        return self.operations.known_model_dirs()
+
+    # ---- operator actions (VersionOperations) ---------------------------------------------
+    def submit_update(self, path: str, plan: str | Sequence[Any] | None = None, mode: str | None = None,
+                      actor: str = "operator", force_replace: bool = False) -> int:
+        return self.operations.submit_update(path, plan, mode, actor, force_replace)
+
+    def check_room(self, ref: str) -> None:
+        self.operations.check_room(ref)
+
+    def rollout_command(self, command: str, actor: str = "operator") -> None:
+        self.operations.rollout_command(command, actor)
+
+    def load_version(self, path: str, actor: str = "operator") -> str:
+        return self.operations.load_version(path, actor)
+
+    def unload_version(self, version: str, actor: str = "operator") -> None:
+        self.operations.unload_version(version, actor)
+
+    def start_rollout_of(self, version: str, actor: str = "operator", plan: str | None = "default") -> int:
+        return self.operations.start_rollout_of(version, actor, plan)
+
+    # ---- experiments (ExperimentReports) ---------------------------------------------------
+    def quality(self, version: str) -> float:
+        return self.reports.quality(version)
+
+    def experiment_report(self, window_s: float = 600.0, candidate: str | None = None) -> ExperimentReport:
+        return self.reports.report(window_s, candidate)
 
     # ---- ranking -------------------------------------------------------------------------
     def rank(self, request: RankRequest, pinned_version: str | None = None,
@@ -375,13 +414,14 @@ class RerankService(OperatorMixin):
         self.request_log.submit(_with_shadow(record, shadow, overlap, tuple(order_s[:SHADOW_TOP_K])))
 
     # ---- traffic -------------------------------------------------------------------------
-    def traffic(self) -> dict[str, Any]:
+    def traffic(self) -> TrafficView:
         snap = self.registry.snapshot_or_none()
         if snap is None:
             raise NotReady("no model version is serving yet")
-        return {"primary": snap.primary, "generation": snap.generation, **snap.policy.to_dict()}
+        return TrafficView.model_validate({"primary": snap.primary, "generation": snap.generation,
+                                           **snap.policy.to_dict()})
 
-    def set_traffic(self, raw: dict[str, Any], actor: str) -> dict[str, Any]:
+    def set_traffic(self, raw: Mapping[str, Any], actor: str) -> TrafficView:
         """Validate, record (policy and audit in one transaction), then apply; a policy that
         cannot be recorded is not applied (StoreUnavailable, HTTP 503)."""
         try:
@@ -391,7 +431,7 @@ class RerankService(OperatorMixin):
             primary = str(raw.get("primary") or self._primary_for(policy))
             self.registry.check_policy(policy, primary)
         except RerankerError as exc:
-            self.audit_refusal(actor, "set_traffic", "policy", exc)
+            audit_refusal(self.store, actor, "set_traffic", "policy", exc)
             raise
         previous = self.store.load_policy()
         with self.store.transaction():
@@ -400,7 +440,7 @@ class RerankService(OperatorMixin):
         try:
             self._swap(policy, primary)
         except RerankerError as exc:  # a version left between the check and the swap
-            self.audit_refusal(actor, "set_traffic", "policy", exc)
+            audit_refusal(self.store, actor, "set_traffic", "policy", exc)
             try:
                 if previous is not None:
                     self.store.save_policy(previous)
@@ -408,13 +448,6 @@ class RerankService(OperatorMixin):
                 log.error("could not restore the recorded traffic policy: %s", lost)
             raise
         return self.traffic()
-
-    def audit_refusal(self, actor: str, action: str, target: str, exc: Exception) -> None:
-        """Record a refused action; best effort (nothing changed, so nothing must wait for it)."""
-        try:
-            self.store.record_audit(actor, action, target, "refused", str(exc))
-        except StoreUnavailable as lost:
-            log.warning("could not audit a refused %s by %s: %s", action, actor, lost)
 
     def _primary_for(self, policy: TrafficPolicy) -> str:
         current = self.stable_version()
@@ -428,8 +461,8 @@ class RerankService(OperatorMixin):
         self._policy_since = self.clock.now()
         self.metrics.swap_blocked.observe(self.clock.monotonic() - t0)
 
-    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [vars(e) for e in self.store.recent_audit(limit)]
+    def audit(self, limit: int = 100) -> list[AuditEntryView]:
+        return [AuditEntryView.model_validate(vars(e)) for e in self.store.recent_audit(limit)]
 
     def close(self) -> None:
         self._watch_stop.set()

@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from reranker.control.policy import TrafficPolicy
+from reranker.control.registry import Registry
+from reranker.control.store import Store
+from reranker.engine.port import ScoringEngine
 from reranker.errors import Conflict, NotReady
-
-if TYPE_CHECKING:
-    from reranker.service.core import RerankService
+from reranker.service.catalog import VersionCatalog
+from reranker.service.updates import UpdateManager
+from reranker.service.versions import VersionManager
 
 log = logging.getLogger(__name__)
 
@@ -65,45 +68,59 @@ class Admission:
         return self._open.is_set()
 
 
-def replace_in_place(service: "RerankService", ref: str, actor: str) -> int:
-    """Start a replace-in-place update in the background; returns its rollout id.
+class InPlaceReplacer:
+    """Runs replace-in-place updates: close the admission gate, drain, unload, load, reopen."""
 
-    The run goes through the rollout state machine (REPLACING): a second update of any kind is
-    refused with a Conflict (409) while it runs, and status is yellow until it ends."""
-    stable = service.stable_version()
-    if stable is None:
-        raise NotReady("no stable version is serving yet")
-    old_path = next(v["path"] for v in service.versions() if v["id"] == stable)
-    rollout_id = service.updates.submit_replace(ref, actor)  # recorded first: nothing starts unless written
-    service.admission.close()
-    threading.Thread(target=_run, args=(service, ref, stable, old_path), daemon=True,
-                     name="replace-in-place").start()
-    return rollout_id
+    def __init__(self, registry: Registry[ScoringEngine], store: Store, versions: VersionManager,
+                 catalog: VersionCatalog, updates: UpdateManager, admission: Admission) -> None:
+        self._registry = registry
+        self._store = store
+        self._versions = versions
+        self._catalog = catalog
+        self._updates = updates
+        self._admission = admission
 
+    def start(self, ref: str, actor: str) -> int:
+        """Start a replace-in-place update in the background; returns its rollout id.
 
-def _run(service: "RerankService", ref: str, stable: str, old_path: str) -> None:
-    serving: str | None = None
-    try:
-        if not service.admission.wait_empty(timeout_s=60.0):
-            raise Conflict(f"{stable} still had requests in flight after 60 s")
-        service.versions_manager.close_engine(stable)
+        The run goes through the rollout state machine (REPLACING): a second update of any kind is
+        refused with a Conflict (409) while it runs, and status is yellow until it ends."""
+        stable = self._catalog.stable_version()
+        if stable is None:
+            raise NotReady("no stable version is serving yet")
+        serving = self._catalog.get(stable)
+        old_path = serving.path if serving is not None else None
+        if old_path is None:
+            raise NotReady(f"the stable version {stable} has no model path to reload from")
+        rollout_id = self._updates.submit_replace(ref, actor)  # recorded first: nothing starts unless written
+        self._admission.close()
+        threading.Thread(target=self._run, args=(ref, stable, old_path), daemon=True,
+                         name="replace-in-place").start()
+        return rollout_id
+
+    def _run(self, ref: str, stable: str, old_path: str) -> None:
+        serving: str | None = None
         try:
-            job = service.versions_manager.load_now(ref, unique=True)
-            loaded_new, reason = True, ""
-        except Exception as exc:  # the old version comes back; the reason is recorded
-            reason = f"loading {ref} failed: {exc}; reloading {stable}"
-            job = service.versions_manager.load_now(old_path, unique=True)
-            loaded_new = False
-        service.registry.swap(TrafficPolicy.single(job.version), job.version)
-        serving = job.version
-        service.registry.drain_and_unload(stable, timeout_s=5.0)
-        service.store.set_stable(job.version, str(job.path))
-        service.updates.finish_replace(job.version, loaded_new, reason)
-    except Exception as exc:  # never leave the gate closed, nor the state machine in REPLACING
-        log.exception("replace in place failed")
-        try:
-            service.updates.finish_replace(serving, False, f"{type(exc).__name__}: {exc}")
-        except Exception:
-            log.exception("could not record the end of the replace-in-place run")
-    finally:
-        service.admission.open()
+            if not self._admission.wait_empty(timeout_s=60.0):
+                raise Conflict(f"{stable} still had requests in flight after 60 s")
+            self._versions.close_engine(stable)
+            try:
+                job = self._versions.load_now(ref, unique=True)
+                loaded_new, reason = True, ""
+            except Exception as exc:  # the old version comes back; the reason is recorded
+                reason = f"loading {ref} failed: {exc}; reloading {stable}"
+                job = self._versions.load_now(old_path, unique=True)
+                loaded_new = False
+            self._registry.swap(TrafficPolicy.single(job.version), job.version)
+            serving = job.version
+            self._registry.drain_and_unload(stable, timeout_s=5.0)
+            self._store.set_stable(job.version, str(job.path))
+            self._updates.finish_replace(job.version, loaded_new, reason)
+        except Exception as exc:  # never leave the gate closed, nor the state machine in REPLACING
+            log.exception("replace in place failed")
+            try:
+                self._updates.finish_replace(serving, False, f"{type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("could not record the end of the replace-in-place run")
+        finally:
+            self._admission.open()

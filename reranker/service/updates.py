@@ -14,10 +14,11 @@ from reranker.control.plans import Mode, parse_mode, resolve_plan
 from reranker.control.ports import Event, EventLevel, InterruptedRollout
 from reranker.control.rollout import TERMINAL, RolloutState, Trigger
 from reranker.control.runstate import ControllerSnapshot
-from reranker.control.status import derive_status
 from reranker.control.store import Store
 from reranker.errors import Conflict, InputError, NotReady, RerankerError, StoreUnavailable
 from reranker.service.metrics import ServiceMetrics
+from reranker.service.status_view import status_view
+from reranker.service.views import StatusView
 from reranker.settings import webhook_url as checked_webhook
 
 log = logging.getLogger(__name__)
@@ -262,28 +263,12 @@ class UpdateManager:
     def snapshot(self) -> ControllerSnapshot | None:
         return self._controller.snapshot() if self._controller else None
 
-    def status(self, model_ready: bool) -> dict[str, Any]:
+    def status(self, model_ready: bool) -> StatusView:
         snap = self.snapshot()
         if snap is None:
-            return {"light": "red" if not model_ready else "yellow", "state": "starting",
-                    "banner": "Loading the first model version…", "stable": None, "candidate": None,
-                    "stage": None, "share": 0.0, "gates": [], "events": [], "rollout_id": None}
-        status = derive_status(snap, model_ready).to_dict()
-        return {
-            **status,
-            "stable": snap.stable_id,
-            "candidate": snap.candidate_id,
-            "candidate_path": snap.candidate_path,
-            "stage": status.get("progress"),
-            "share": snap.share,
-            "mode": snap.mode.value if snap.mode else None,
-            "plan": {"name": snap.plan.name, "stages": snap.plan.to_list()} if snap.plan else None,
-            "gates": [g.to_dict() for g in snap.gates],
-            "events": [e.to_dict() for e in reversed(snap.events)][:50],
-            "last_outcome": snap.last_outcome,
-            "reason": snap.reason,
-            "rollout_id": self._rollout_id,
-        }
+            return StatusView(light="red" if not model_ready else "yellow", state="starting",
+                              banner="Loading the first model version…")
+        return status_view(snap, model_ready, self._rollout_id)
 
     def _require(self) -> RolloutController:
         if self._controller is None:

@@ -134,14 +134,14 @@ def test_hot_update_under_8_clients_with_a_replica_killed_mid_rollout(ray_servic
             thread.join(timeout=60)
         wait_until(lambda: load.total > served + 24, "requests went on after the kill")
         final = wait_for(service, {"promoted", "rolled_back", "failed"}, timeout_s=60)
-        assert final["state"] == "promoted", final
+        assert final.state == "promoted", final
         load.settle(candidate)
     assert load.errors == [], load.errors[:5]
     assert new.retries >= 1, "no request was in flight on the killed replica: the test proved nothing"
     assert service.stable_version() == candidate
     assert app_name(stable) not in apps(), "the old version's deployment was not deleted"
     assert service.registry.get(stable).state.value == "retired"
-    assert {g.name for g in service.store.gate_results(service.status()["rollout_id"])} >= {"golden_new_model"}
+    assert {g.name for g in service.store.gate_results(service.status().rollout_id)} >= {"golden_new_model"}
     wait_until(lambda: running_replicas(candidate) == 2, "Ray Serve restarted the killed replica", 120)
     assert service.rank(request(0, "after")).version == candidate
 
@@ -160,8 +160,8 @@ def test_a_candidate_that_cannot_be_placed_fails_clearly_while_stable_serves(ray
         with Load(service, threads=2) as load:
             service.updates.submit(candidate, PLAN, None, "alice")
             final = wait_for(service, {"promoted", "rolled_back", "failed"}, timeout_s=30)
-        assert final["state"] == "failed", final
-        assert "cannot be placed" in final["reason"] and "CPU" in final["reason"], final["reason"]
+        assert final.state == "failed", final
+        assert "cannot be placed" in final.reason and "CPU" in final.reason, final.reason
         assert time.monotonic() - started < 20
         assert load.errors == [] and load.total > 0
         assert service.stable_version() == stable and app_name(name_of(candidate)) not in apps()

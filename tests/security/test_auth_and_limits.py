@@ -18,6 +18,7 @@ from reranker.api import create_api
 from reranker.clock import FakeClock
 from reranker.control.plans import parse_plan
 from reranker.errors import InputError
+from reranker.service.views import AuditEntryView
 from reranker.settings import settings_from
 from tests.conftest import AUTH, MODELS, STABLE
 
@@ -28,8 +29,8 @@ def client_from(service: Any, address: str) -> TestClient:
     return TestClient(create_api(service, service.settings.limits.max_request_bytes), client=(address, 40000))
 
 
-def auth_rows(service: Any, address: str) -> list[dict[str, Any]]:
-    return [e for e in service.audit(1000) if e["action"] == "auth_failed" and address in e["actor"]]
+def auth_rows(service: Any, address: str) -> list[AuditEntryView]:
+    return [e for e in service.audit(1000) if e.action == "auth_failed" and address in e.actor]
 
 
 def failures_metric(client: TestClient) -> float:
@@ -50,7 +51,7 @@ def test_failed_authentication_is_logged_and_audited_once_per_window_without_the
             assert client.get("/admin/status", headers=headers).status_code == 401
     rows = auth_rows(service, address)
     assert len(rows) == 1, rows  # rate-limited: one entry for the burst
-    assert rows[0]["target"] == "GET /admin/status" and rows[0]["outcome"] == "refused"
+    assert rows[0].target == "GET /admin/status" and rows[0].outcome == "refused"
     logged = [r.getMessage() for r in caplog.records if "authentication failed" in r.getMessage()]
     assert len(logged) == 1 and address in logged[0], logged
     assert failures_metric(client) - before == 6
@@ -161,6 +162,6 @@ def test_http_webhooks_are_accepted() -> None:
 def test_failed_console_sign_in_is_audited_too(service: Any) -> None:
     assert service.check_console_token(f"{SECRET}-ui") is False
     assert service.check_console_token(service.admin_token()) is True
-    rows = [e for e in service.audit(1000) if e["action"] == "auth_failed" and e["target"] == "console sign-in"]
-    assert rows and "via ui" in rows[0]["detail"]
+    rows = [e for e in service.audit(1000) if e.action == "auth_failed" and e.target == "console sign-in"]
+    assert rows and "via ui" in rows[0].detail
     assert SECRET not in str(service.audit(1000))

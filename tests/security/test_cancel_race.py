@@ -13,9 +13,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from reranker.clock import SystemClock
 from reranker.models.loading import load_model
-from reranker.service.versions import VersionManager
-from tests.conftest import MODELS, build_service, make_settings
+from reranker.service import RerankService
+from tests.conftest import ADMIN_TOKEN, MODELS, make_settings
 
 CANDIDATE = str(MODELS / "mini-v2")
 FREED = ("retired", "failed")
@@ -45,9 +46,7 @@ class GatedLoader:
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[tuple[Any, GatedLoader]]:
     loader = GatedLoader()
-    service = build_service(make_settings(tmp_path / "data"), start=False)
-    service.versions_manager = VersionManager(service.settings, service.registry, service.store, service.clock,
-                                              loader=loader)
+    service = RerankService(make_settings(tmp_path / "data"), SystemClock(), ADMIN_TOKEN, loader=loader)
     service.start(wait=True)
     service.updates.close()  # no background ticks: the test decides when the controller looks
     yield service, loader
@@ -73,7 +72,7 @@ def assert_freed(service: Any) -> None:
     assert service.usable_versions() == ["mini-v1"]
     assert not [v for v in service.versions_manager._engines if v.startswith("mini-v2")]
     status = service.status()
-    assert (status["state"], status["last_outcome"]) == ("cancelled", "cancelled")
+    assert (status.state, status.last_outcome) == ("cancelled", "cancelled")
 
 
 def test_cancel_after_the_load_finished_but_before_the_tick_frees_the_candidate(rig: tuple[Any, GatedLoader]) -> None:
@@ -82,11 +81,11 @@ def test_cancel_after_the_load_finished_but_before_the_tick_frees_the_candidate(
     loader.release.set()
     # The load completes and registers the candidate; the controller has not polled it yet.
     wait_until(lambda: candidate_state(service) == "ready", "the candidate to be ready")
-    assert service.status()["state"] == "loading"
+    assert service.status().state == "loading"
     service.rollout_command("cancel", actor="bob")
     assert_freed(service)
     service.updates.tick()
-    assert candidate_state(service) in FREED and service.status()["state"] == "cancelled"
+    assert candidate_state(service) in FREED and service.status().state == "cancelled"
 
 
 def test_cancel_while_the_loader_runs_frees_what_it_returns(rig: tuple[Any, GatedLoader]) -> None:

@@ -80,7 +80,7 @@ def settled(service: RerankService) -> bool:
 
 
 def audit_actions(service: RerankService) -> list[tuple[str, str]]:
-    return [(e["action"], e["outcome"]) for e in service.audit(200)]
+    return [(e.action, e.outcome) for e in service.audit(200)]
 
 
 def assert_503_names_data_dir(response: Any, service: RerankService) -> None:
@@ -118,7 +118,7 @@ def test_update_does_not_start_when_it_cannot_be_recorded(full: Any) -> None:
     response = client.post("/admin/updates", headers=AUTH, json={"path": str(MODELS / CANDIDATE), "plan": "demo"})
     assert_503_names_data_dir(response, service)
     disk.full = False
-    assert service.status()["state"] in ("idle", "cancelled", "rolled_back", "failed")
+    assert service.status().state in ("idle", "cancelled", "rolled_back", "failed")
     assert not [v for v in service.registry.list() if v.id.startswith(CANDIDATE)], "the candidate started loading"
     assert len(service.store.recent_rollouts(100)) == rollouts
     assert ("hot_update", "started") not in audit_actions(service)[:1]
@@ -138,25 +138,25 @@ def test_commands_are_recorded_before_they_apply(full: Any) -> None:
     assert client.post("/admin/updates", headers=AUTH,
                        json={"path": str(MODELS / CANDIDATE), "plan": "demo"}).status_code == 202
     disk.full = True  # cancel cannot be recorded: the update keeps loading
-    state = service.status()["state"]
+    state = service.status().state
     response = client.post("/admin/rollout/cancel", headers=AUTH)
     if state == "loading":
         assert_503_names_data_dir(response, service)
-        assert service.status()["state"] != "cancelled"
+        assert service.status().state != "cancelled"
     disk.full = False
     for command in ("cancel", "rollback"):
         if client.post(f"/admin/rollout/{command}", headers=AUTH).status_code == 200:
             break
     # (a load that finished while the disk was full could not record its version: it failed)
-    wait_until(lambda: service.status()["state"] in ("cancelled", "rolled_back", "failed"), "the update to end")
+    wait_until(lambda: service.status().state in ("cancelled", "rolled_back", "failed"), "the update to end")
     wait_until(lambda: service.usable_versions() == [STABLE], "the candidate to be unloaded")
-    ended = service.status()["state"]
+    ended = service.status().state
     disk.full = True  # acknowledge cannot be recorded: nothing changes
     assert_503_names_data_dir(client.post("/admin/rollout/acknowledge", headers=AUTH), service)
-    assert service.status()["state"] == ended
+    assert service.status().state == ended
     disk.full = False
     assert client.post("/admin/rollout/acknowledge", headers=AUTH).status_code == 200
-    assert service.status()["state"] == "idle"
+    assert service.status().state == "idle"
     assert ("acknowledge", "ok") in audit_actions(service)[:1]
 
 
