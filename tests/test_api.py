@@ -57,7 +57,8 @@ def tiny_video(seconds: int, fps: int = 1, size: int = 16) -> bytes:
 
 # ---- answers ---------------------------------------------------------------------------------
 def test_text_rerank_shape_order_and_header(client: TestClient) -> None:
-    response = rerank(client, query="a cat", documents=CAT_DOCS)
+    # a query no other test sends: the pairs are computed here, never answered from the score cache
+    response = rerank(client, query="a cat (test_text_rerank_shape_order_and_header)", documents=CAT_DOCS)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert_ranked(answer, 3)

@@ -50,9 +50,9 @@ def listing_of(documents: Sequence[Entry]) -> str:
 def checked_image(upload: dict[str, Any] | None) -> Any:
     """An upload to an image field that is not a readable image is cleared with a friendly message,
     so it cannot break every later Rank (the field would fail to read it each time)."""
-    path = upload.get("path") if isinstance(upload, dict) else None
-    if not path:
+    if not isinstance(upload, dict) or not upload.get("path"):
         return gr.skip()
+    path = upload["path"]
     try:
         readable = is_image(confine_upload(path, "image") or "")
     except RerankerError:
@@ -81,7 +81,7 @@ def query_inputs(prefix: str) -> QueryInputs:
 def mark_stale_on_change(results_id: str, inputs: Sequence[gr.components.Component]) -> None:
     """Marks shown results stale (in the browser, no server call) when an input changes."""
     for component in inputs:
-        component.change(None, None, None, js=MARK_STALE_JS.format(elem_id=results_id))
+        component.change(None, None, None, js=MARK_STALE_JS.format(elem_id=results_id))  # type: ignore[attr-defined]  # form fields all have .change
 
 
 def _add_one(documents: tuple[Entry, ...], text: str, image: str | None, video: str | None,
@@ -127,8 +127,10 @@ def document_editor(prefix: str, max_documents: int | None = None) -> DocumentEd
     with gr.Row():
         remove = gr.Button("Remove last", size="sm")
         clear = gr.Button("Clear documents", size="sm", elem_id=f"{prefix}-clear")
-    add.click(lambda *a: _add_one(*a, max_documents), [state, text, image, video], [state, listing, text, image, video])
-    add_many.click(lambda *a: _add_bulk(*a, max_documents), [state, lines, files], [state, listing, lines, files])
+    add.click(lambda documents, text_, image_, video_: _add_one(documents, text_, image_, video_, max_documents),
+              [state, text, image, video], [state, listing, text, image, video])
+    add_many.click(lambda documents, lines_, files_: _add_bulk(documents, lines_, files_, max_documents),
+                   [state, lines, files], [state, listing, lines, files])
     remove.click(_remove_last, [state], [state, listing])
     clear.click(lambda: ((), listing_of(())), None, [state, listing])
     return DocumentEditor(state, listing)
