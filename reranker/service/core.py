@@ -17,7 +17,7 @@ from reranker.control.controller import RolloutController
 from reranker.control.gates import GateConfig
 from reranker.control.livestats import LiveStats
 from reranker.control.policy import TrafficPolicy, validate
-from reranker.control.registry import Registry
+from reranker.control.registry import Registry, VersionState
 from reranker.control.requestlog import RequestLogWriter, RequestRecord
 from reranker.control.router import RequestAttributes
 from reranker.control.store import Store
@@ -201,6 +201,9 @@ class RerankService(OperatorMixin):
         self.metrics.work_queued.set(pool.queued)
         snap = self.registry.snapshot_or_none()
         for view in self.registry.list():
+            if view.state in (VersionState.RETIRED, VersionState.FAILED):  # unloaded: not exported
+                self.metrics.forget_version(view.id)
+                continue
             share = snap.policy.weight_of(view.id) / 100.0 if snap else 0.0
             self.metrics.share.labels(view.id).set(share)
             if view.info is not None:
