@@ -62,6 +62,8 @@ class OperatorMixin:
     def check_room(self: "RerankService", ref: str) -> None:
         """Refuse before anything changes when the candidate cannot be loaded beside the stable one."""
         _, path = self.versions_manager.resolve(ref)  # also reads the manifest: a broken one is named
+        if self.versions_manager.loaded_beside(path):
+            return  # a hot update adopts the copy in memory: nothing more to load
         self.versions_manager.engines.check_room(path)
 
     def rollout_command(self: "RerankService", command: str, actor: str = "operator") -> None:
@@ -100,15 +102,13 @@ class OperatorMixin:
 
     def start_rollout_of(self: "RerankService", version: str, actor: str = "operator",
                          plan: str | None = "default") -> int:
-        """Roll out a version already loaded beside the stable one, by reloading its directory. A
-        copy without traffic is unloaded first, so memory never holds it twice (no `name~2`)."""
+        """Roll out a version already loaded beside the stable one: the update adopts the copy in
+        memory as its candidate (no reload, no `name~2`)."""
         info = next((v for v in self.versions() if v["id"] == version), None)
         if info is None or not info.get("path"):
             raise NotFound(f"version {version!r} is not loaded")
         if info.get("stable"):
             raise InputError(f"version {version!r} already serves as the stable version")
-        if not info.get("share"):
-            self.unload_version(version, actor)
         return self.updates.submit(info["path"], plan, "new-model", actor)
 
     # ---- experiments ---------------------------------------------------------------------
