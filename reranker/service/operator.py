@@ -7,7 +7,7 @@ from reranker.control.requeststats import shadow_stats, latency_series, version_
 from reranker.errors import InputError, InsufficientMemory, NotFound, RerankerError
 from reranker.evaluation import load_labelled_set
 from reranker.service.authlog import tokens_match
-from reranker.service.experiments import Evidence, decide
+from reranker.service.experiments import Evidence, comparison_window, decide, series_bucket_s
 from reranker.service.golden import DecodedSet
 from reranker.service.replace import replace_in_place
 
@@ -125,7 +125,8 @@ class OperatorMixin:
         now = self.clock.now()
         # Like with like: never reach back past the last traffic-policy change, so every version's
         # figures (share, latency, errors) come from the same period under the same policy.
-        since = max(now - window_s, self._policy_since or 0.0)
+        window = comparison_window(now, window_s, self._policy_since)
+        since = window.start
         stats = {s.version: s for s in version_stats(self.store, since)}
         loaded = {v["id"]: v for v in self.versions() if v["state"] in ("ready", "serving")}
         rows = []
@@ -138,9 +139,11 @@ class OperatorMixin:
                 "observed_share": s.share if s else 0.0, "configured_share": v.get("share", 0.0),
                 "bytes_in_memory": v.get("bytes_in_memory"), "loaded": version in loaded,
             })
-        series = [vars(p) for p in latency_series(self.store, since, bucket_s=max(5.0, window_s / 60))]
+        bucket_s = series_bucket_s(window_s)
+        series = [vars(p) for p in latency_series(self.store, since, bucket_s=bucket_s)]
         report = {
-            "window_s": window_s, "window_start": since, "since_policy_change": since > now - window_s,
+            "window_s": window_s, "window_start": since, "since_policy_change": window.since_policy_change,
+            "window": window.to_dict(), "bucket_s": bucket_s,
             "versions": rows, "series": series,
             "latency_definition": LATENCY_DEFINITION,
             "scores": self.score_history.snapshot(),
