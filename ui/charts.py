@@ -47,10 +47,11 @@ def nice_step(span: float, count: int) -> float:
     return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude * (1 + 1e-9))
 
 
-def value_ticks(top: float, count: int = 4) -> list[float]:
-    """0, step, ... up to the first tick at or above `top` (the axis maximum)."""
-    step = nice_step(top if top > 0 else 1.0, count)
-    return [i * step for i in range(int(math.ceil((top if top > 0 else 1.0) / step - 1e-9)) + 1)]
+def value_ticks(top: float, count: int = 4, headroom: float = 1.0) -> list[float]:
+    """0, step, ... up to the first tick at or above `top` x `headroom` (the axis maximum)."""
+    top = top * headroom if top > 0 else 1.0
+    step = nice_step(top, count)
+    return [i * step for i in range(int(math.ceil(top / step - 1e-9)) + 1)]
 
 
 def with_unit(value: float, unit: str, step: float = 1.0) -> str:
@@ -210,7 +211,7 @@ def latency_chart(series: Sequence[Mapping[str, Any]], window: Mapping[str, Any]
         return _empty("latency-chart", LATENCY_TITLE, "No requests in the window yet: latency will appear here.")
     axis = TimeAxis(rows, window, bucket_s)
     versions = sorted({str(r["version"]) for r in rows})
-    ticks = value_ticks(max(max(_num(r.get("p95_ms")), _num(r.get("p50_ms"))) for r in rows))
+    ticks = value_ticks(max(max(_num(r.get("p95_ms")), _num(r.get("p50_ms"))) for r in rows), headroom=1.05)
     body = []
     for version in versions:
         mine = [r for r in rows if str(r["version"]) == version]
@@ -278,7 +279,7 @@ def rate_chart(series: Sequence[Mapping[str, Any]], window: Mapping[str, Any] | 
     def rate(row: Mapping[str, Any]) -> float:
         return _num(row.get("count")) / axis.seconds_in(_num(pick(row, "bucket_start", "t")))
 
-    ticks = value_ticks(max(rate(r) for r in rows))
+    ticks = value_ticks(max(rate(r) for r in rows), headroom=1.05)
     body = []
     for version in versions:
         points = [(axis.x(_num(pick(r, "bucket_start", "t"))), rate(r),
@@ -338,7 +339,7 @@ def histogram(scores: Mapping[str, Sequence[float]], bins: int = 10) -> str:
     body = []
     for j, version in enumerate(versions):
         rects = "".join(
-            f'<rect class="rr-bar" x="{(b + 0.1) / bins * VIEW + j * width:.1f}" y="{_y(p, ticks[-1]):.1f}"'
+            f'<rect class="rr-column" x="{(b + 0.1) / bins * VIEW + j * width:.1f}" y="{_y(p, ticks[-1]):.1f}"'
             f' width="{width:.1f}" height="{VIEW - _y(p, ticks[-1]):.1f}"><title>{escape(version)} · scores'
             f" {b / bins:.1f}–{(b + 1) / bins:.1f} · {p:.0f}% ({round(p * len(scores[version]) / 100)} of"
             f" {len(scores[version])})</title></rect>"
