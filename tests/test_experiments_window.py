@@ -12,7 +12,7 @@ from reranker.clock import FakeClock
 from reranker.control.requestlog import RequestRecord, insert_requests
 from reranker.control.requeststats import version_stats
 from reranker.control.store import Store
-from reranker.service.experiments import comparison_window, series_bucket_s
+from reranker.service.experiments import PolicyEpoch, comparison_window, series_bucket_s
 from ui.experiments import window_note
 
 T0 = 1_700_000_000.0  # 22:13:20 UTC
@@ -79,3 +79,25 @@ def test_the_page_names_the_window_and_the_policy_change() -> None:
     assert "last 150 s" in note and "since the traffic policy changed at 22:13:20 UTC" in note
     older = window_note({"window": comparison_window(T0 + 3600, 600, T0).to_dict(), "window_start": T0 + 3000})
     assert "last 10 min" in older and "policy" not in older
+
+
+def test_a_ramp_is_one_policy_but_a_later_change_starts_a_new_window(clock: FakeClock) -> None:
+    epoch = PolicyEpoch(merge_s=5.0)
+    assert epoch.since is None
+    epoch.changed(clock.now())  # the operator's 50/50
+    started = clock.now()
+    clock.advance(30)
+    epoch.changed(clock.now(), stepwise=True)  # a rollout's ramp begins...
+    ramp = clock.now()
+    for _ in range(40):  # ...and moves the share every quarter second
+        clock.advance(0.25)
+        epoch.changed(clock.now(), stepwise=True)
+    assert started < ramp and epoch.since == ramp
+    clock.advance(60)
+    epoch.changed(clock.now(), stepwise=True)  # a step after a quiet minute: a new policy
+    assert epoch.since == clock.now()
+    clock.advance(1)
+    epoch.changed(clock.now())  # the operator's change a second later: a new policy too
+    assert epoch.since == clock.now()
+    window = comparison_window(clock.now() + 10, 600, epoch.since)
+    assert window.seconds == 10 and window.since_policy_change

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ui.charts import (
-    ago, error_chart, histogram, latency_chart, nice_step, rate_chart, share_chart, time_ticks, value_ticks,
+    ago, decision_html, error_chart, histogram, latency_chart, nice_step, rate_chart, share_chart, time_ticks, value_ticks,
     window_words, with_unit,
 )
 
@@ -75,3 +75,9 @@ def test_empty_charts_keep_their_frame_and_say_why() -> None:
     for html, testid in ((latency_chart([]), "latency-chart"), (share_chart([]), "share-chart"),
                          (rate_chart([]), "rate-chart"), (error_chart([]), "error-chart"), (histogram({}), "score-chart")):
         assert f'data-testid="{testid}"' in html and "rr-chart-empty" in html and "no " in html.lower()
+
+
+def test_the_decision_names_the_window_both_arms_share() -> None:
+    html = decision_html({"verdict": "promote", "candidate": "mini-v2", "stable": "mini-v1", "rows": []}, WINDOW)
+    assert 'data-testid="decision-window"' in html and "the last 150 s (since the traffic policy changed" in html
+    assert "decision-window" not in decision_html({"verdict": "inconclusive"})

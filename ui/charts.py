@@ -403,8 +403,10 @@ def _percent(criterion: str, value: Any) -> str:
     return f"{value * 100:+.1f}%" if "change" in criterion else f"{value * 100:.2f}%"
 
 
-def decision_html(decision: Mapping[str, Any]) -> str:
+def decision_html(decision: Mapping[str, Any], window: Mapping[str, Any] | None = None) -> str:
     verdict = str(decision.get("verdict") or "inconclusive")
+    over = (f'<div class="rr-note" data-testid="decision-window">Both versions over the same window:'
+            f" {escape(window_words(window))}.</div>") if window and isinstance(window.get("start"), (int, float)) else ""
     rows = []
     for row in decision.get("rows") or ():
         passed, mark = _verdict_cell(row.get("passed"))
@@ -419,6 +421,6 @@ def decision_html(decision: Mapping[str, Any]) -> str:
         f'<div class="rr-decision" data-testid="decision" data-verdict="{attr(verdict)}"'
         f' data-candidate="{attr(decision.get("candidate") or "")}">'
         f'<div class="rr-verdict rr-verdict-{attr(verdict.replace(" ", "-"))}">Verdict: <b>{escape(verdict)}</b>'
-        f' (candidate {escape(str(decision.get("candidate") or "—"))} vs stable {escape(str(decision.get("stable") or "—"))})</div>'
+        f' (candidate {escape(str(decision.get("candidate") or "—"))} vs stable {escape(str(decision.get("stable") or "—"))})</div>{over}'
         f'<div class="rr-table-wrap"><table class="rr-table">{head}{"".join(rows)}</table></div></div>'
     )

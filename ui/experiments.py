@@ -48,7 +48,7 @@ def report_views(report: Mapping[str, Any]) -> tuple[Any, ...]:
         histogram(report.get("scores") or {}),
         window_note(report) + stats_table(rows),
         shadow_table(report.get("shadow_live") or report.get("shadow") or []),
-        decision_html(report.get("decision") or {}),
+        decision_html(report.get("decision") or {}, window if report.get("decision") else None),
         rate_chart(series, window, bucket),
     )
 

@@ -32,7 +32,7 @@ from reranker.media.urls import UrlFetcher
 from reranker.service.authlog import AuthFailureLog
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
 from reranker.service.inputs import InputBuilder, top_results
-from reranker.service.experiments import ScoreHistory
+from reranker.service.experiments import PolicyEpoch, ScoreHistory
 from reranker.service.metrics import ServiceMetrics
 from reranker.service.operator import OperatorMixin
 from reranker.service.types import CompareResult, RankedDocument, RankRequest, RankResult
@@ -99,7 +99,7 @@ class RerankService(OperatorMixin):
         self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
         self._quality: dict[str, float] = {}
         self.probes = PairedReplays(self.registry, self.live, clock)
-        self._policy_since: float | None = None  # when the operator's traffic policy last changed
+        self.policy_epoch = PolicyEpoch()  # when the traffic policy in force took effect
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
         self.metrics.watch_request_log(lambda: self.request_log.lost_counts())
@@ -110,7 +110,7 @@ class RerankService(OperatorMixin):
             loader=VersionLoader(self.versions_manager),
             validator=GoldenSetValidator(self.registry, default_golden(self.settings.golden_set, self._golden_decoders()),
                                          self.gate_config),
-            traffic=RegistryTraffic(self._swap),
+            traffic=RegistryTraffic(lambda policy, primary: self._swap(policy, primary, stepwise=True)),
             stats=self.live,
             memory=ProcessMemory(),
             unloader=DrainingUnloader(self.registry, self.versions_manager),
@@ -421,10 +421,10 @@ class RerankService(OperatorMixin):
             return current
         return max(policy.routed_versions(), key=policy.weight_of)
 
-    def _swap(self, policy: TrafficPolicy, primary: str) -> None:
+    def _swap(self, policy: TrafficPolicy, primary: str, stepwise: bool = False) -> None:
         t0 = self.clock.monotonic()
         self.registry.swap(policy, primary)
-        self._policy_since = self.clock.now()
+        self.policy_epoch.changed(self.clock.now(), stepwise)
         self.metrics.swap_blocked.observe(self.clock.monotonic() - t0)
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -37,6 +37,30 @@ class ComparisonWindow:
                 "policy_changed_at": self.policy_changed_at, "since_policy_change": self.since_policy_change}
 
 
+class PolicyEpoch:
+    """When the traffic policy in force took effect. An operator's change always starts a new
+    policy; a rollout's step that follows the previous change within `merge_s` continues it (a
+    linear ramp moves the share on every tick, and must not shrink the comparison window to a
+    fraction of a second)."""
+
+    def __init__(self, merge_s: float = 5.0) -> None:
+        self._merge_s = merge_s
+        self._since: float | None = None
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def changed(self, now: float, stepwise: bool = False) -> None:
+        with self._lock:
+            if not stepwise or self._last is None or now - self._last >= self._merge_s:
+                self._since = now
+            self._last = now
+
+    @property
+    def since(self) -> float | None:
+        with self._lock:
+            return self._since
+
+
 def comparison_window(now: float, window_s: float, policy_changed_at: float | None) -> ComparisonWindow:
     """[start, now) with start = the later of now - window_s and the policy change (clock injected)."""
     start = now - window_s

@@ -125,7 +125,7 @@ class OperatorMixin:
         now = self.clock.now()
         # Like with like: never reach back past the last traffic-policy change, so every version's
         # figures (share, latency, errors) come from the same period under the same policy.
-        window = comparison_window(now, window_s, self._policy_since)
+        window = comparison_window(now, window_s, self.policy_epoch.since)
         since = window.start
         stats = {s.version: s for s in version_stats(self.store, since)}
         loaded = {v["id"]: v for v in self.versions() if v["state"] in ("ready", "serving")}
