@@ -1,7 +1,8 @@
 """Issue 11, items 4, 5 and 7 in the browser: the Experiments plots have a time axis with round
 ticks, y ticks with units, a legend per version and a tooltip per point; they read in light and
-dark mode (4.5:1 for every label) and take the phone's width at a readable height. Every figure
-names the window both versions are compared over. The page never starts blank: panes that wait for
+dark mode (4.5:1 for every label) and take the phone's width at a readable height, without the
+page scrolling sideways. Every figure and the decision name the window both versions are compared
+over. The page never starts blank: panes that wait for
 data show a skeleton first.
 
 Screenshots: /tmp/e2e_look/charts-{desktop,phone}-{light,dark}.png (the whole Experiments tab) and
@@ -92,6 +93,7 @@ def test_plots_have_axes_legends_tooltips_and_read_well(view: tuple[Page, str, s
     latency = page.locator("[data-testid=latency-chart]")
     expect(latency.locator("g[data-version=mini-v2]").first).to_be_attached(timeout=FIRST_REPORT_TIMEOUT_MS)
     expect(page.locator("#ex-stats [data-testid=note]")).to_contain_text("since the traffic policy changed at")
+    expect(page.locator("[data-testid=decision-window]")).to_contain_text("since the traffic policy changed at")
 
     viewport_width = SIZES[size][0]
     for testid, unit in CHARTS.items():
@@ -116,6 +118,8 @@ def test_plots_have_axes_legends_tooltips_and_read_well(view: tuple[Page, str, s
     assert "mini-v1" in tooltip and "UTC" in tooltip and "ms" in tooltip
     expect(page.locator("[data-testid=score-chart] g[data-version=mini-v2] rect").first).to_be_attached()
 
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= viewport_width + 1, f"the page scrolls sideways: {scroll_width} px"
     page.screenshot(path=str(SHOTS / f"charts-{size}-{scheme}.png"), full_page=True)
     latency.scroll_into_view_if_needed()
     latency.screenshot(path=str(SHOTS / f"latency-{size}-{scheme}.png"))
