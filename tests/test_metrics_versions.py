@@ -2,6 +2,7 @@
 operator's list of loaded versions; the versions still in memory keep theirs."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -42,8 +43,16 @@ def test_an_unloaded_version_leaves_metrics_and_the_operator_list(client: TestCl
             if served == {STABLE, CANDIDATE}:
                 break
         assert served == {STABLE, CANDIDATE}
+        shadowed = {"weights": {STABLE: 100}, "sticky": False, "shadow": {"version": CANDIDATE}}
+        assert client.put("/admin/traffic", headers=AUTH, json=shadowed).status_code == 200
+        deadline = time.monotonic() + 60
+        while CANDIDATE not in versions_in_metrics(client).get("reranker_shadow_agreement_ratio", set()):
+            assert time.monotonic() < deadline, "no shadow copy reached /metrics"
+            answer = client.post("/v1/rerank", json={"query": f"a shadowed cat {time.monotonic()}",
+                                                     "documents": ["a cat", "a car"]})
+            assert answer.status_code == 200, answer.text
         before = versions_in_metrics(client)
-        for name in PER_VERSION:
+        for name in (*PER_VERSION, "reranker_shadow_agreement_ratio"):
             assert CANDIDATE in before.get(name, set()), (name, before.get(name))
     finally:
         reset_service(service)  # all traffic back on the stable version, the candidate unloaded
