@@ -81,3 +81,10 @@ def test_the_decision_names_the_window_both_arms_share() -> None:
     html = decision_html({"verdict": "promote", "candidate": "mini-v2", "stable": "mini-v1", "rows": []}, WINDOW)
     assert 'data-testid="decision-window"' in html and "the last 150 s (since the traffic policy changed" in html
     assert "decision-window" not in decision_html({"verdict": "inconclusive"})
+
+
+def test_experiment_tables_label_every_cell_for_the_phone_layout() -> None:
+    from ui.charts import stats_table
+    html = stats_table(ROWS)
+    assert 'class="rr-table rr-stack"' in html and 'data-label="observed share">55%</td>' in html
+    assert 'data-label="error rate">11.1%</td>' in html and 'data-version="mini-v2" data-count="135"' in html

@@ -128,7 +128,7 @@ def test_tables_and_decision_tolerate_missing_values() -> None:
     assert observed_share({"observed_share": 0.25}) == 25.0
     assert 'data-shadow="b"' in shadow_table([{"primary": "a", "shadow": "b", "top_k_overlap": 0.8}])
     stored = shadow_table([{"version": "a", "shadow_version": "b", "count": 7, "mean_agreement": 0.6}])
-    assert 'data-primary="a"' in stored and "0.60" in stored and "<td>7</td>" in stored
+    assert 'data-primary="a"' in stored and "0.60" in stored and 'data-label="requests">7</td>' in stored
     html = decision_html({"verdict": "keep stable", "candidate": "b", "stable": "a",
                           "rows": [{"criterion": "latency", "observed": None, "passed": None},
                                    {"criterion": "errors", "observed": 0.5, "passed": False}]})

@@ -353,35 +353,47 @@ def histogram(scores: Mapping[str, Sequence[float]], bins: int = 10) -> str:
     return _figure("score-chart", SCORE_TITLE, "%", "".join(body), ticks, x_ticks, legend, x_kind="score")
 
 
+def stacked_table(testid: str, columns: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """A table whose rows become labelled cards on a phone (assets/ui.css, .rr-stack): each cell
+    carries its column's name. rows: (the <tr>'s attributes, its cells' HTML)."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join(
+        f"<tr {attrs}>" + "".join(f'<td data-label="{attr(c)}">{cell}</td>' for c, cell in zip(columns, cells)) + "</tr>"
+        for attrs, cells in rows
+    )
+    return (f'<div class="rr-table-wrap"><table class="rr-table rr-stack" data-testid="{attr(testid)}">'
+            f"<tr>{head}</tr>{body}</table></div>")
+
+
+STATS_COLUMNS = ("version", "requests", "errors", "error rate", "P50 latency", "P95 latency", "configured share",
+                 "observed share")
+
+
 def stats_table(versions: Sequence[Mapping[str, Any]]) -> str:
     if not versions:
         return note_html("No per-version statistics yet.")
-    rows = "".join(
-        f'<tr data-version="{attr(v.get("version", ""))}" data-count="{int(_num(pick(v, "requests", "count")))}">'
-        f'<td><b>{escape(str(v.get("version")))}</b></td><td>{int(_num(pick(v, "requests", "count")))}</td>'
-        f'<td>{int(_num(v.get("errors")))}</td><td>{_num(v.get("error_rate")) * 100:.1f}%</td>'
-        f'<td>{_ms(v.get("p50_ms"))}</td><td>{_ms(v.get("p95_ms"))}</td>'
-        f'<td>{_num(v.get("configured_share")):.0f}%</td><td>{observed_share(v):.0f}%</td></tr>'
-        for v in versions
-    )
-    head = ("<tr><th>version</th><th>requests</th><th>errors</th><th>error rate</th><th>P50 latency</th><th>P95 latency</th>"
-            "<th>configured share</th><th>observed share</th></tr>")
-    return f'<div class="rr-table-wrap"><table class="rr-table" data-testid="version-stats">{head}{rows}</table></div>'
+    rows = [(f'data-version="{attr(v.get("version", ""))}" data-count="{int(_num(pick(v, "requests", "count")))}"',
+             (f'<b>{escape(str(v.get("version")))}</b>', str(int(_num(pick(v, "requests", "count")))),
+              str(int(_num(v.get("errors")))), f'{_num(v.get("error_rate")) * 100:.1f}%', _ms(v.get("p50_ms")),
+              _ms(v.get("p95_ms")), f'{_num(v.get("configured_share")):.0f}%', f"{observed_share(v):.0f}%"))
+            for v in versions]
+    return stacked_table("version-stats", STATS_COLUMNS, rows)
+
+
+SHADOW_COLUMNS = ("primary", "shadow", "requests", "top-5 overlap", "rank correlation")
 
 
 def shadow_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Live shadow agreement rows (primary, shadow, requests, top_k_overlap, rank_correlation)."""
     if not rows:
         return note_html("No shadow traffic: pick a shadow version to compare answers without serving them.")
-    body = "".join(
-        f'<tr data-primary="{attr(pick(r, "primary", "version") or "")}" data-shadow="{attr(pick(r, "shadow", "shadow_version") or "")}">'
-        f'<td>{escape(str(pick(r, "primary", "version")))}</td><td>{escape(str(pick(r, "shadow", "shadow_version")))}</td>'
-        f'<td>{int(_num(pick(r, "requests", "count")))}</td><td>{_num(pick(r, "top_k_overlap", "mean_agreement")):.2f}</td>'
-        f'<td>{_observed(r.get("rank_correlation"))}</td></tr>'
-        for r in rows
-    )
-    head = "<tr><th>primary</th><th>shadow</th><th>requests</th><th>top-5 overlap</th><th>rank correlation</th></tr>"
-    return f'<div class="rr-table-wrap"><table class="rr-table" data-testid="shadow">{head}{body}</table></div>'
+    cells = [(f'data-primary="{attr(pick(r, "primary", "version") or "")}"'
+              f' data-shadow="{attr(pick(r, "shadow", "shadow_version") or "")}"',
+              (escape(str(pick(r, "primary", "version"))), escape(str(pick(r, "shadow", "shadow_version"))),
+               str(int(_num(pick(r, "requests", "count")))), f'{_num(pick(r, "top_k_overlap", "mean_agreement")):.2f}',
+               _observed(r.get("rank_correlation"))))
+             for r in rows]
+    return stacked_table("shadow", SHADOW_COLUMNS, cells)
 
 
 def _verdict_cell(passed: Any) -> tuple[str, str]:
