@@ -15,7 +15,7 @@ from reranker.errors import InputError  # noqa: E402
 from reranker.service.views import EventView, GateView, ProgressView, StatusView, StepView, TrafficView, VersionView  # noqa: E402
 from reranker.service.types import CompareResult, RankChange, RankedDocument, RankResult  # noqa: E402
 from ui.charts import (  # noqa: E402
-    bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table,
+    decision_html, histogram, latency_chart, observed_share, shadow_table, share_chart, stats_table,
 )
 from ui.entries import Entry, add_bulk, add_one, kind_of, parse_top_n, rank_request  # noqa: E402
 from ui.examples import load_examples  # noqa: E402
@@ -113,9 +113,9 @@ def test_charts_mark_each_version_with_a_time_axis() -> None:
     series.append({"bucket_start": 3, "version": "c", "p50_ms": None, "p95_ms": None})  # only errors in that bucket
     latency = latency_chart(series)
     assert _attrs(latency, "g", "data-version") == ["a", "a", "b", "b"] and 'data-points="3"' in latency
-    assert "00:00:00" in latency and "00:00:02" in latency and "UTC" in latency  # time ticks at both ends
+    assert "now" in latency and "00:00:00" in latency and "UTC" in latency  # time ticks; clock time in tooltips
     assert "1200 ms" in latency_chart([{"bucket_start": 0, "version": "a", "p50_ms": 900.0, "p95_ms": 1200.0}])
-    bars = bar_chart({"a": 50.0, "b": 50.0}, "share-chart", "share", "%", 100.0)
+    bars = share_chart([{"bucket_start": 0, "version": v, "count": 5} for v in ("a", "b")])
     assert 'data-testid="share-chart"' in bars and _attrs(bars, "g", "data-version") == ["a", "b"]
     hist = histogram({"a": [0.1, 0.95, 1.0], "b": [], "c": [0.5]})
     assert _attrs(hist, "g", "data-version") == ["a", "c"] and 'data-count="3"' in hist
@@ -129,7 +129,7 @@ def test_tables_and_decision_tolerate_missing_values() -> None:
     assert observed_share({"observed_share": 0.25}) == 25.0
     assert 'data-shadow="b"' in shadow_table([{"primary": "a", "shadow": "b", "top_k_overlap": 0.8}])
     stored = shadow_table([{"version": "a", "shadow_version": "b", "count": 7, "mean_agreement": 0.6}])
-    assert 'data-primary="a"' in stored and "0.60" in stored and "<td>7</td>" in stored
+    assert 'data-primary="a"' in stored and "0.60" in stored and 'data-label="requests">7</td>' in stored
     html = decision_html({"verdict": "keep stable", "candidate": "b", "stable": "a",
                           "rows": [{"criterion": "latency", "observed": None, "passed": None},
                                    {"criterion": "errors", "observed": 0.5, "passed": False}]})
@@ -216,9 +216,10 @@ def test_tab_helpers_pick_versions_plans_and_views() -> None:
     with pytest.raises(InputError, match="custom"):
         chosen_plan("custom", " ")
     views = report_views({"versions": [{"version": "a", "requests": 3, "observed_share": 1.0, "error_rate": 0.0}],
-                          "series": [{"bucket_start": 0, "version": "a", "p50_ms": 5.0, "p95_ms": 9.0}],
+                          "series": [{"bucket_start": 0, "version": "a", "count": 3, "errors": 0, "p50_ms": 5.0,
+                                      "p95_ms": 9.0}],
                           "scores": {"a": [0.2]}, "decision": None})
-    assert len(views) == 7 and all('data-version="a"' in v for v in views[:5])
+    assert len(views) == 8 and all('data-version="a"' in v for v in views[:5])
     assert 'data-verdict="inconclusive"' in views[6]
 
 

@@ -8,7 +8,10 @@ import gradio as gr
 
 from reranker.errors import InputError
 from reranker.service import RerankService
-from ui.charts import bar_chart, decision_html, histogram, latency_chart, observed_share, shadow_table, stats_table
+from ui.charts import (
+    decision_html, error_chart, histogram, latency_chart, rate_chart, share_chart, shadow_table, stats_table,
+    window_words,
+)
 from ui.guard import ACTOR, guarded, is_operator, signed_out_html
 from ui.policy_form import NO_SHADOW, even_split, form_from_policy, format_weights, policy_from_form
 from ui.sessions import OperatorSessions
@@ -21,6 +24,9 @@ TAB_LABEL = "Experiments"
 
 def window_note(report: Mapping[str, Any]) -> str:
     """Which period every figure covers (the same for every version)."""
+    window = report.get("window")
+    if isinstance(window, Mapping) and isinstance(window.get("start"), (int, float)):
+        return note_html(f"Every figure below covers the same window for every version: {window_words(window)}.")
     start = report.get("window_start")
     if not isinstance(start, (int, float)):
         return ""
@@ -30,23 +36,25 @@ def window_note(report: Mapping[str, Any]) -> str:
 
 
 def report_views(report: Mapping[str, Any]) -> tuple[Any, ...]:
-    """latency, share and error-rate plots; scores, per-version table, shadow table, decision."""
+    """latency, traffic share, throughput and error-rate plots over the report's window; scores,
+    per-version table, shadow table, decision."""
     rows = report.get("versions") or []
-    share = {str(r.get("version")): observed_share(r) for r in rows}
-    errors = {str(r.get("version")): float(r.get("error_rate") or 0) * 100 for r in rows}
+    series = report.get("series") or []
+    window, bucket = report.get("window"), report.get("bucket_s")
     return (
-        latency_chart(report.get("series") or []),
-        bar_chart(share, "share-chart", "Traffic share (% of requests in the window)", "%", 100.0),
-        bar_chart(errors, "error-chart", "Error rate (% of requests in the window)", "%", max([5.0, *errors.values()])),
+        latency_chart(series, window, bucket),
+        share_chart(series, rows, window, bucket),
+        error_chart(series, rows, window, bucket),
         histogram(report.get("scores") or {}),
         window_note(report) + stats_table(rows),
         shadow_table(report.get("shadow_live") or report.get("shadow") or []),
-        decision_html(report.get("decision") or {}),
+        decision_html(report.get("decision") or {}, window if report.get("decision") else None),
+        rate_chart(series, window, bucket),
     )
 
 
 def signed_out_views() -> tuple[Any, ...]:
-    return (signed_out_html(), "", "", "", "", "", "")
+    return (signed_out_html(), "", "", "", "", "", "", "")
 
 
 def build_experiments_tab(service: RerankService, sessions: OperatorSessions) -> gr.Timer:
@@ -102,18 +110,19 @@ def build_experiments_tab(service: RerankService, sessions: OperatorSessions) ->
         message = html_view(elem_id="ex-message")
         window = gr.Slider(60, 3600, value=600, step=60, label="Window (seconds): the last N seconds, for every figure"
                            " below", elem_id="ex-window")
-        with gr.Row():
-            latency = html_view(elem_id="ex-latency")
-            share = html_view(elem_id="ex-share")
-        with gr.Row():
-            errors = html_view(elem_id="ex-errors")
-            scores = html_view(elem_id="ex-scores")
+        with gr.Row(elem_classes="rr-charts"):  # two per row on a wide screen, one per row on a phone
+            latency = html_view(skeleton_html("Loading the latency plot…"), elem_id="ex-latency")
+            share = html_view(skeleton_html("Loading the traffic plot…"), elem_id="ex-share")
+        with gr.Row(elem_classes="rr-charts"):
+            rate = html_view(skeleton_html("Loading the throughput plot…"), elem_id="ex-rate")
+            errors = html_view(skeleton_html("Loading the error plot…"), elem_id="ex-errors")
+        scores = html_view(skeleton_html("Loading the score distribution…"), elem_id="ex-scores")
         stats = html_view(skeleton_html("Loading the experiment report…"), elem_id="ex-stats")
         shadow_view = html_view(elem_id="ex-shadow-view")
         decision = html_view(elem_id="ex-decision")
         winner = gr.Button("Start staged rollout of the winner", variant="primary", elem_id="ex-start")
 
-    views = [latency, share, errors, scores, stats, shadow_view, decision]
+    views = [latency, share, errors, scores, stats, shadow_view, decision, rate]
     gr.on([tab.select, reload.click], load_form, None, [weights, sticky, rules, shadow])
     split.click(split_evenly, None, [weights])
     apply_button.click(apply, [weights, sticky, rules, shadow], [message]).then(refresh, [window], views)

@@ -18,7 +18,7 @@ from reranker.control.gates import GateConfig
 from reranker.control.livestats import LiveStats
 from reranker.control.policy import TrafficPolicy, validate
 from reranker.control.ports import MemoryProbe as ProcessMemoryProbe
-from reranker.control.registry import Registry
+from reranker.control.registry import Registry, VersionState
 from reranker.control.requestlog import RequestLogWriter, RequestRecord
 from reranker.control.router import RequestAttributes
 from reranker.control.store import Store
@@ -36,7 +36,7 @@ from reranker.service.authlog import AdminAuth, AuthFailureLog
 from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
 from reranker.service.catalog import VersionCatalog
 from reranker.service.inputs import InputBuilder, top_results
-from reranker.service.experiments import ScoreHistory
+from reranker.service.experiments import PolicyEpoch, ScoreHistory
 from reranker.service.metrics import ServiceMetrics
 from reranker.service.operator import VersionOperations, audit_refusal
 from reranker.service.report import ExperimentReports
@@ -111,7 +111,7 @@ class RerankService:
         self.admission = Admission(settings.replace_wait_s)
         self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
         self.probes = PairedReplays(self.registry, self.live, clock)
-        self._policy_since: float | None = None  # when the operator's traffic policy last changed
+        self.policy_epoch = PolicyEpoch()  # when the traffic policy in force took effect
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
         self.metrics.watch_request_log(lambda: self.request_log.lost_counts())
@@ -121,7 +121,7 @@ class RerankService:
                                             self.catalog, self.updates, self.replacer.start, self.is_ready)
         self.reports = ExperimentReports(self.store, self.request_log, self.registry, self.catalog, clock,
                                          settings.golden_set, self._golden_decoders(), self.score_history,
-                                         self.shadow_stats, lambda: self._policy_since)
+                                         self.shadow_stats, lambda: self.policy_epoch.since)
 
     def _make_controller(self, stable_id: str, sink: StoreSink) -> RolloutController:
         return RolloutController(
@@ -129,7 +129,7 @@ class RerankService:
             loader=VersionLoader(self.versions_manager),
             validator=GoldenSetValidator(self.registry, default_golden(self.settings.golden_set, self._golden_decoders()),
                                          self.gate_config),
-            traffic=RegistryTraffic(self._swap),
+            traffic=RegistryTraffic(lambda policy, primary: self._swap(policy, primary, stepwise=True)),
             stats=self.live,
             memory=self._process_memory,
             unloader=DrainingUnloader(self.registry, self.versions_manager),
@@ -228,6 +228,9 @@ class RerankService:
         self.metrics.work_queued.set(pool.queued)
         snap = self.registry.snapshot_or_none()
         for view in self.registry.list():
+            if view.state in (VersionState.RETIRED, VersionState.FAILED):  # unloaded: not exported
+                self.metrics.forget_version(view.id)
+                continue
             share = snap.policy.weight_of(view.id) / 100.0 if snap else 0.0
             self.metrics.share.labels(view.id).set(share)
             if view.info is not None:
@@ -455,10 +458,10 @@ class RerankService:
             return current
         return max(policy.routed_versions(), key=policy.weight_of)
 
-    def _swap(self, policy: TrafficPolicy, primary: str) -> None:
+    def _swap(self, policy: TrafficPolicy, primary: str, stepwise: bool = False) -> None:
         t0 = self.clock.monotonic()
         self.registry.swap(policy, primary)
-        self._policy_since = self.clock.now()
+        self.policy_epoch.changed(self.clock.now(), stepwise)
         self.metrics.swap_blocked.observe(self.clock.monotonic() - t0)
 
     def audit(self, limit: int = 100) -> list[AuditEntryView]:

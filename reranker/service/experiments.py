@@ -13,6 +13,67 @@ ERROR_LIMIT = 0.01  # candidate error rate at most 1%
 MIN_REQUESTS = 20  # fewer live requests than this on either side: inconclusive
 
 
+@dataclass(frozen=True)
+class ComparisonWindow:
+    """The one period every figure of the experiment report covers, for every version alike: the
+    last `requested_s` seconds, but never reaching back past the last traffic-policy change (so two
+    arms are compared only over time both were live under the policy in force)."""
+
+    start: float
+    end: float
+    requested_s: float
+    policy_changed_at: float | None
+
+    @property
+    def seconds(self) -> float:
+        return max(self.end - self.start, 0.0)
+
+    @property
+    def since_policy_change(self) -> bool:
+        return self.policy_changed_at is not None and self.start == self.policy_changed_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "seconds": self.seconds, "requested_s": self.requested_s,
+                "policy_changed_at": self.policy_changed_at, "since_policy_change": self.since_policy_change}
+
+
+class PolicyEpoch:
+    """When the traffic policy in force took effect. An operator's change always starts a new
+    policy; a rollout's step that follows the previous change within `merge_s` continues it (a
+    linear ramp moves the share on every tick, and must not shrink the comparison window to a
+    fraction of a second)."""
+
+    def __init__(self, merge_s: float = 5.0) -> None:
+        self._merge_s = merge_s
+        self._since: float | None = None
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def changed(self, now: float, stepwise: bool = False) -> None:
+        with self._lock:
+            if not stepwise or self._last is None or now - self._last >= self._merge_s:
+                self._since = now
+            self._last = now
+
+    @property
+    def since(self) -> float | None:
+        with self._lock:
+            return self._since
+
+
+def comparison_window(now: float, window_s: float, policy_changed_at: float | None) -> ComparisonWindow:
+    """[start, now) with start = the later of now - window_s and the policy change (clock injected)."""
+    start = now - window_s
+    if policy_changed_at is not None and start < policy_changed_at <= now:
+        start = policy_changed_at
+    return ComparisonWindow(start, now, window_s, policy_changed_at)
+
+
+def series_bucket_s(window_s: float) -> float:
+    """Bucket width of the report's time series: about 60 buckets over the requested window, >= 5 s."""
+    return max(5.0, window_s / 60)
+
+
 class ScoreHistory:
     """The most recent scores each version returned (for the score-distribution plot)."""
 

@@ -102,6 +102,14 @@ class ServiceMetrics:
             "reranker_work_queued", "Admitted rank/compare requests waiting for a worker.", registry=r,
         )
 
+    def forget_version(self, version: str) -> None:
+        """Drop every per-version series of a version that left memory: /metrics describes what is
+        loaded, and each hot update would otherwise add series that never change again."""
+        for metric in (self.requests, self.errors, self.latency, self.documents, self.share, self.model_bytes):
+            metric.remove_by_labels({"version": version})
+        for label in ("primary", "shadow"):
+            self.shadow_agreement.remove_by_labels({label: version})
+
     def watch_request_log(self, lost: Callable[[], Mapping[str, int]]) -> None:
         """Expose the request log's lost records (counted by its writer) as a counter."""
         self.registry.register(_RequestLogLost(lost))

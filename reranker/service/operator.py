@@ -71,6 +71,8 @@ class VersionOperations:
     def check_room(self, ref: str) -> None:
         """Refuse before anything changes when the candidate cannot be loaded beside the stable one."""
         _, path = self._versions.resolve(ref)  # also reads the manifest: a broken one is named
+        if self._versions.loaded_beside(path):
+            return  # a hot update adopts the copy in memory: nothing more to load
         self._versions.engines.check_room(path)
 
     def rollout_command(self, command: str, actor: str = "operator") -> None:
@@ -108,13 +110,11 @@ class VersionOperations:
             raise
 
     def start_rollout_of(self, version: str, actor: str = "operator", plan: str | None = "default") -> int:
-        """Roll out a version already loaded beside the stable one, by reloading its directory. A
-        copy without traffic is unloaded first, so memory never holds it twice (no `name~2`)."""
+        """Roll out a version already loaded beside the stable one: the update adopts the copy in
+        memory as its candidate (no reload, no `name~2`)."""
         info = self._catalog.get(version)
         if info is None or not info.path:
             raise NotFound(f"version {version!r} is not loaded")
         if info.stable:
             raise InputError(f"version {version!r} already serves as the stable version")
-        if not info.share:
-            self.unload_version(version, actor)
         return self._updates.submit(info.path, plan, "new-model", actor)

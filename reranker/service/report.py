@@ -15,9 +15,10 @@ from reranker.errors import RerankerError
 from reranker.evaluation import Decoders, load_labelled_set
 from reranker.service.agreement import ShadowStats
 from reranker.service.catalog import VersionCatalog
-from reranker.service.experiments import Evidence, ScoreHistory, decide
+from reranker.service.experiments import Evidence, ScoreHistory, comparison_window, decide, series_bucket_s
 from reranker.service.golden import DecodedSet
 from reranker.service.views import (
+    ComparisonWindowView,
     DecisionView, ExperimentReport, SeriesPointView, ShadowLogView, VersionStatsView,
 )
 
@@ -40,7 +41,7 @@ class ExperimentReports:
         self._decoders = decoders
         self._scores = scores
         self._shadow_live = shadow_live
-        self._policy_since = policy_since  # when the operator's traffic policy last changed
+        self._policy_since = policy_since  # when the traffic policy in force took effect (PolicyEpoch)
         self._quality: dict[str, float] = {}
         self._quality_lock = threading.Lock()
 
@@ -60,7 +61,8 @@ class ExperimentReports:
         now = self._clock.now()
         # Like with like: never reach back past the last traffic-policy change, so every version's
         # figures (share, latency, errors) come from the same period under the same policy.
-        since = max(now - window_s, self._policy_since() or 0.0)
+        window = comparison_window(now, window_s, self._policy_since())
+        since = window.start
         stats = {s.version: s for s in version_stats(self._store, since)}
         loaded = {v.id: v for v in self._catalog.versions() if v.state in ("ready", "serving")}
         rows = []
@@ -75,7 +77,7 @@ class ExperimentReports:
             ))
         series = [SeriesPointView(bucket_start=p.bucket_start, version=p.version, count=p.count, errors=p.errors,
                                   p50_ms=p.p50_ms, p95_ms=p.p95_ms)
-                  for p in latency_series(self._store, since, bucket_s=max(5.0, window_s / 60))]
+                  for p in latency_series(self._store, since, bucket_s=series_bucket_s(window_s))]
         stable = self._catalog.stable_version()
         others = [r for r in rows if r.loaded and r.version != stable]
         if candidate is None and others:
@@ -85,7 +87,11 @@ class ExperimentReports:
             # service.experiments.decide still answers a dict (that module is being rewritten apart)
             decision = DecisionView.model_validate(decide(self._evidence(stable, rows), self._evidence(candidate, rows)))
         return ExperimentReport(
-            window_s=window_s, window_start=since, since_policy_change=since > now - window_s,
+            window_s=window_s, window_start=since, since_policy_change=window.since_policy_change,
+            window=ComparisonWindowView(start=window.start, end=window.end, seconds=window.seconds,
+                                        requested_s=window.requested_s, policy_changed_at=window.policy_changed_at,
+                                        since_policy_change=window.since_policy_change),
+            bucket_s=series_bucket_s(window_s),
             versions=rows, series=series, latency_definition=LATENCY_DEFINITION,
             scores=self._scores.snapshot(),
             shadow=[ShadowLogView(version=s.version, shadow_version=s.shadow_version, count=s.count,

@@ -22,16 +22,28 @@ log = logging.getLogger(__name__)
 
 
 class VersionLoader:
-    """CandidateLoader: one background load at a time through the VersionManager."""
+    """CandidateLoader: one background load at a time through the VersionManager. A directory
+    already loaded beside the stable version (no traffic, or an experiment's share) is adopted as
+    the candidate instead of being loaded a second time (no `mini-v2~2`); the stable version's own
+    directory still loads a fresh copy (a same-model update)."""
 
     def __init__(self, versions: VersionManager) -> None:
         self._versions = versions
         self._job: LoadJob | None = None
+        self._adopted: str | None = None
 
     def start_load(self, path: str) -> None:
+        _, resolved = self._versions.resolve(path)
+        self._adopted = self._versions.loaded_beside(resolved)
+        if self._adopted is not None:
+            log.info("hot update to %s: adopting %s, already loaded beside", path, self._adopted)
+            self._job = None
+            return
         self._job = self._versions.start_load(path, unique=True)
 
     def poll_load(self) -> LoadStatus:
+        if self._adopted is not None:
+            return LoadStatus(LoadPhase.DONE, progress=1.0, version_id=self._adopted)
         job = self._job
         if job is None or not job.done.is_set():
             return LoadStatus(LoadPhase.LOADING, progress=0.5 if job else 0.0)
@@ -40,7 +52,10 @@ class VersionLoader:
         return LoadStatus(LoadPhase.DONE, progress=1.0, version_id=job.version)
 
     def cancel_load(self) -> None:
-        """Cancel the load; a candidate that finished loading before the cancel is unloaded."""
+        """Cancel the load; a candidate that finished loading before the cancel is unloaded. An
+        adopted version was loaded before the update began: it stays, as it was."""
+        if self._adopted is not None:
+            return
         job = self._job
         if job is not None:
             self._versions.cancel_job(job)

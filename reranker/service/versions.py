@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from reranker.clock import Clock
-from reranker.control.registry import Registry
+from reranker.control.registry import USABLE, Registry
 from reranker.control.store import Store, VersionRecord
 from reranker.engine.embedded import EmbeddedEngines
 from reranker.engine.port import EngineProvider, ScoringEngine
@@ -55,6 +55,18 @@ class VersionManager:
     def resolve(self, ref: str) -> tuple[str, Path]:
         path = resolve_model_ref(ref, self._settings.models_dir, download=self._download)
         return model_id_for(path), path
+
+    def loaded_beside(self, path: Path) -> str | None:
+        """The id of a usable version loaded from the directory `path` that is not the primary
+        (stable) one, else None: a hot update to it adopts that copy instead of loading a second."""
+        snap = self._registry.snapshot_or_none()
+        wanted = path.resolve()
+        for view in self._registry.list():
+            where = getattr(view.info, "path", None)
+            if (view.state in USABLE and where and (snap is None or view.id != snap.primary)
+                    and Path(str(where)).resolve() == wanted):
+                return view.id
+        return None
 
     def start_load(self, ref: str, on_done: Callable[[LoadJob], None] | None = None,
                    unique: bool = False) -> LoadJob:

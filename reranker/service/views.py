@@ -209,12 +209,25 @@ class DecisionView(View):
     candidate: str
 
 
+class ComparisonWindowView(View):
+    """The one period every figure of the report covers, for every version alike."""
+
+    start: float
+    end: float
+    seconds: float
+    requested_s: float
+    policy_changed_at: float | None = Field(description="When the traffic policy in force took effect.")
+    since_policy_change: bool
+
+
 class ExperimentReport(View):
     """Per-version evidence over one window, shadow agreement and the verdict."""
 
     window_s: float
     window_start: float
     since_policy_change: bool = Field(description="The window starts at the last traffic-policy change.")
+    window: ComparisonWindowView
+    bucket_s: float = Field(description="Width of each time-series bucket, seconds.")
     versions: list[VersionStatsView]
     series: list[SeriesPointView]
     latency_definition: str

@@ -73,4 +73,5 @@ def test_operator_and_experiments_read_well(view: tuple[Page, str, str], server:
     expect(page.locator("[data-testid=version-stats]")).to_be_visible(timeout=90_000)
     page.screenshot(path=str(SHOTS / f"experiments-{size}-{scheme}.png"), full_page=True)
     _assert_readable(page, "[data-testid=version-stats] td", "experiment table")
-    _assert_readable(page, "[data-testid=latency-chart] text, [data-testid=share-chart] text", "chart labels")
+    _assert_readable(page, "[data-testid=latency-chart] figcaption, [data-testid=latency-chart] .rr-tick,"
+                           " [data-testid=share-chart] .rr-tick, [data-testid=share-chart] .rr-key", "chart labels")
