@@ -125,12 +125,23 @@ def test_error_rate_gate() -> None:
 
 
 def test_memory_growth_gate() -> None:
-    base = 1_000 * 2**20
+    base = 10_000 * 2**20  # a large process: 5% (500 MiB) is above the floor
     assert memory_gate(base, int(base * 1.05), CFG).passed
     grown = memory_gate(base, int(base * 1.06), CFG)
-    assert grown.failed and grown.observed == pytest.approx(60.0, abs=0.01) and grown.unit == "MiB"
-    assert grown.threshold == pytest.approx(50.0)
+    assert grown.failed and grown.observed == pytest.approx(600.0, abs=0.01) and grown.unit == "MiB"
+    assert grown.threshold == pytest.approx(500.0)
     assert memory_gate(0, base, CFG).pending
+
+
+def test_memory_growth_gate_has_a_floor_for_small_processes() -> None:
+    """A 1 GiB mini process: caches filling under traffic (+53 MiB, once a false rollback of an
+    identical candidate) pass; a leak past the 256 MiB floor fails."""
+    base = 1_000 * 2**20
+    filled = memory_gate(base, base + 53 * 2**20, CFG)
+    assert filled.passed and filled.threshold == pytest.approx(256.0) and "at least 256 MiB" in filled.detail
+    assert memory_gate(base, base + 300 * 2**20, CFG).failed
+    strict = GateConfig(min_memory_growth_mib=0.0)
+    assert memory_gate(base, base + 53 * 2**20, strict).failed
 
 
 def test_live_gates_run_only_the_named_ones() -> None:

@@ -20,6 +20,10 @@ class GateConfig:
     max_error_rate: float = 0.01
     error_min_samples: int = 20  # candidate requests in the window before errors are judged
     max_memory_growth: float = 0.05  # RSS growth since the candidate finished loading
+    # ... but never a limit below this: caches (scores, text embeddings, decoded media) and the
+    # allocator's arenas fill up under live traffic by tens of MiB whatever the version; a leak
+    # keeps growing past any floor. Without it an identical candidate was rolled back at +53 MiB.
+    min_memory_growth_mib: float = 256.0
     window_seconds: float = 60.0  # live window the latency and error gates look at
     check_interval_s: float = 1.0  # live gates are checked at most this often
     failed_checks_to_rollback: int = 3  # consecutive failing checks that trigger a rollback
@@ -160,14 +164,16 @@ def error_rate_gate(candidate: WindowStats, cfg: GateConfig, paired: PairedWindo
 
 
 def memory_gate(baseline_rss: int, rss_now: int, cfg: GateConfig) -> GateResult:
-    """Process RSS growth (MiB) since traffic started; limit max_memory_growth of that RSS."""
-    limit = baseline_rss * cfg.max_memory_growth / 2**20
+    """Process RSS growth (MiB) since traffic started; limit max_memory_growth of that RSS, and
+    never less than min_memory_growth_mib."""
+    limit = max(baseline_rss * cfg.max_memory_growth / 2**20, cfg.min_memory_growth_mib)
     if baseline_rss <= 0:
         return _pending("memory_growth", limit, "no RSS baseline recorded", "MiB", 0, 1, "RSS baseline")
     growth = (rss_now - baseline_rss) / 2**20
     passed = _at_most(growth, limit)
     detail = (f"RSS {rss_now / 2**20:.0f} MiB vs {baseline_rss / 2**20:.0f} MiB when traffic started "
-              f"({growth:+.1f} MiB; limit +{limit:.1f} MiB = {cfg.max_memory_growth:.0%})")
+              f"({growth:+.1f} MiB; limit +{limit:.1f} MiB: {cfg.max_memory_growth:.0%} of RSS, "
+              f"at least {cfg.min_memory_growth_mib:.0f} MiB)")
     return GateResult("memory_growth", growth, limit, passed, detail, unit="MiB")
 
 
