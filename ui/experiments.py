@@ -29,6 +29,12 @@ def window_note(report: Mapping[str, Any]) -> str:
     return note_html(f"Every figure covers the same period for every version: since {since} UTC{why}.")
 
 
+def latency_note(report: Mapping[str, Any]) -> str:
+    """Which latency every figure and the decision's latency row show."""
+    definition = report.get("latency_definition")
+    return note_html(f"Latency shown: {definition}.") if isinstance(definition, str) and definition else ""
+
+
 def report_views(report: Mapping[str, Any]) -> tuple[Any, ...]:
     """latency, share and error-rate plots; scores, per-version table, shadow table, decision."""
     rows = report.get("versions") or []
@@ -39,7 +45,7 @@ def report_views(report: Mapping[str, Any]) -> tuple[Any, ...]:
         bar_chart(share, "share-chart", "Traffic share (% of requests in the window)", "%", 100.0),
         bar_chart(errors, "error-chart", "Error rate (% of requests in the window)", "%", max([5.0, *errors.values()])),
         histogram(report.get("scores") or {}),
-        window_note(report) + stats_table(rows),
+        window_note(report) + latency_note(report) + stats_table(rows),
         shadow_table(report.get("shadow_live") or report.get("shadow") or []),
         decision_html(report.get("decision") or {}),
     )

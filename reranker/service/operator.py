@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from reranker.control.requeststats import shadow_stats, latency_series, version_stats
+from reranker.control.requeststats import latency_samples, shadow_stats, latency_series, version_stats
 from reranker.errors import InputError, InsufficientMemory, NotFound, RerankerError
 from reranker.evaluation import load_labelled_set
 from reranker.service.authlog import tokens_match
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from reranker.service.core import RerankService
 
 LATENCY_DEFINITION = ("request latency: wall clock from arrival to answer, ms; P50/P95 by linear interpolation "
-                      "(the same as /metrics and the rollout's live window)")
+                      "(the same as /metrics and the rollout's live window); the decision compares the versions' "
+                      "medians with a one-sided Mann-Whitney U test, as the rollout latency gate does")
 
 
 class OperatorMixin:
@@ -153,14 +154,18 @@ class OperatorMixin:
         if candidate is None and others:
             candidate = max(others, key=lambda r: (r["requests"], r["version"]))["version"]
         if stable and candidate and candidate in loaded:
-            report["decision"] = decide(self._evidence(stable, rows), self._evidence(candidate, rows))
+            samples = latency_samples(self.store, since)
+            report["decision"] = decide(self._evidence(stable, rows, samples), self._evidence(candidate, rows, samples),
+                                        self.gate_config)
         return report
 
-    def _evidence(self: "RerankService", version: str, rows: list[dict[str, Any]]) -> Evidence:
+    def _evidence(self: "RerankService", version: str, rows: list[dict[str, Any]],
+                  samples: dict[str, list[float]]) -> Evidence:
         row = next(r for r in rows if r["version"] == version)
         try:
             ndcg: float | None = self.quality(version)
         except RerankerError:
             ndcg = None
-        return Evidence(version, row["requests"], row["error_rate"], row["p95_ms"], row["bytes_in_memory"], ndcg)
+        return Evidence(version, row["requests"], row["error_rate"], row["p95_ms"], row["bytes_in_memory"], ndcg,
+                        samples.get(version, ()), row["errors"])
 
