@@ -112,6 +112,7 @@ class Run:
     reason: str
     phases: dict[str, list[float]]
     failed_requests: int
+    held_on_the_way: bool = False  # the banner said "holding: ... not enough traffic" at some point
 
 
 def model_dir(folder: Path, scenario: str) -> str:
@@ -132,9 +133,11 @@ def one_rollout(service: RerankService, clients: Clients, scenario: str, folder:
     started = time.monotonic()
     service.submit_update(model_dir(folder, scenario), plan=plan, mode=SCENARIOS[scenario][1], actor="bench")
     status = service.status()
+    held = False
     while status.state not in TERMINAL and time.monotonic() - started < max_seconds:
         time.sleep(0.1)
         status = service.status()
+        held = held or bool(status.holding)
         phase = {"loading": "loading", "validating": "validating"}.get(status.state, "rolling out")
         states.append((time.monotonic(), phase))
     elapsed = time.monotonic() - started
@@ -162,7 +165,7 @@ def one_rollout(service: RerankService, clients: Clients, scenario: str, folder:
         phases[phase].append(latency)
     if status.state in ("rolled_back", "failed"):
         service.rollout_command("acknowledge", "bench")
-    return Run(scenario, clients.users, outcome, elapsed, reason, dict(phases), failed)
+    return Run(scenario, clients.users, outcome, elapsed, reason, dict(phases), failed, held)
 
 
 def _phase_at(states: list[tuple[float, str]], at: float) -> str:
@@ -176,7 +179,8 @@ def _phase_at(states: list[tuple[float, str]], at: float) -> str:
 
 def restore(service: RerankService, max_seconds: float) -> None:
     """After a faulty candidate was promoted: put mini-v1 back (promote it at once)."""
-    if service.store.get_stable().path.endswith("mini-v1"):
+    stable = service.store.get_stable()
+    if stable is not None and stable.path.endswith("mini-v1"):
         return
     service.submit_update(str(ROOT / "models" / "mini-v1"), plan=[{"share": 100}], mode="new-model", actor="bench")
     deadline = time.monotonic() + max_seconds
@@ -192,8 +196,9 @@ def p95_ms(values: list[float]) -> str:
 
 
 def report(runs: list[Run]) -> None:
-    print("\n| scenario | users | expected | promoted | rolled back | held / timed out | time to verdict (s, median) |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| scenario | users | expected | promoted | rolled back | held / timed out | time to verdict (s, median) "
+          "| runs that held on the way |")
+    print("|---|---|---|---|---|---|---|---|")
     groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:
         groups[(run.scenario, run.users)].append(run)
@@ -203,17 +208,19 @@ def report(runs: list[Run]) -> None:
         seconds = sorted(r.seconds for r in group)
         print(f"| {scenario} | {users} | {SCENARIOS[scenario][2]} | {count('promoted')} | "
               f"{count('rolled_back', 'failed')} | {count('held', 'timed out', 'cancelled')} | "
-              f"{seconds[len(seconds) // 2]:.0f} |")
+              f"{seconds[len(seconds) // 2]:.0f} | {sum(1 for r in group if r.held_on_the_way)} |")
     print("\nLive P95 (ms, client wall clock) by phase, all runs of a scenario pooled:")
-    print("\n| scenario | users | " + " | ".join(PHASES) + " | failed requests |")
-    print("|---|---|" + "---|" * (len(PHASES) + 1))
+    print("\n| scenario | users | " + " | ".join(PHASES) + " | validating / before | failed requests |")
+    print("|---|---|" + "---|" * (len(PHASES) + 2))
     for (scenario, users), group in groups.items():
         pooled: dict[str, list[float]] = defaultdict(list)
         for run in group:
             for phase, values in run.phases.items():
                 pooled[phase].extend(values)
+        before, validating = (percentile(sorted(pooled[p]), 95) for p in ("before", "validating"))
+        ratio = f"{validating / before:.2f}x" if before and validating else "—"
         print(f"| {scenario} | {users} | " + " | ".join(p95_ms(pooled[p]) for p in PHASES)
-              + f" | {sum(r.failed_requests for r in group)} |")
+              + f" | {ratio} | {sum(r.failed_requests for r in group)} |")
     print("\nReasons:")
     for run in runs:
         print(f"  {run.scenario:14s} {run.users:5s} {run.outcome:12s} {run.seconds:6.1f} s  {run.reason[:150]}")
@@ -236,6 +243,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
     runs: list[Run] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="rollout-verdicts-") as tmp:
         folder = Path(tmp)
         settings = Settings(model=str(ROOT / "models" / "mini-v1"), data_dir=folder / "data",
@@ -257,8 +265,11 @@ def main() -> None:
             finally:
                 clients.close()
                 service.close()
+    load_after = os.getloadavg()
     print(f"\n{args.clients} clients, plan {args.plan} x{args.time_scale:g}, device {args.device}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, {args.runs} runs per scenario; load average (1, 5, 15 min) before "
+          f"{', '.join(f'{x:.2f}' for x in load_before)}, after {', '.join(f'{x:.2f}' for x in load_after)}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     report(runs)
     if any(math.isnan(r.seconds) for r in runs):
         sys.exit(1)

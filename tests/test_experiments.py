@@ -144,7 +144,7 @@ def test_shadow_run_report_and_decision(client: TestClient, two_versions: Any) -
     assert decision["verdict"] in VERDICTS
     assert (decision["stable"], decision["candidate"]) == (STABLE, CANDIDATE)
     criteria = {row["criterion"] for row in decision["rows"]}
-    assert {"latency P95 change", "quality change (NDCG@5, labelled set)", "error rate"} <= criteria
+    assert {"latency change (median)", "quality change (NDCG@5, labelled set)", "error rate change (vs stable)"} <= criteria
     for row in decision["rows"]:
         assert row["passed"] in (True, False, None) and row["threshold"]
     failed = any(row["passed"] is False for row in decision["rows"])

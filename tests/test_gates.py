@@ -19,7 +19,7 @@ from reranker.control.gates import (
     ndcg_at_k,
 )
 from reranker.control.livestats import EMPTY_PAIRS, EMPTY_WINDOW, LiveStats, PairedWindow, WindowStats, percentile
-from reranker.control.measures import mann_whitney_greater
+from reranker.control.measures import binomial_greater, fisher_greater, mann_whitney_greater, slower_test
 from reranker.errors import InputError
 
 CFG = GateConfig()
@@ -112,16 +112,73 @@ def test_mann_whitney_matches_the_textbook() -> None:
     assert mann_whitney_greater([], [1.0]).p_greater == 1.0
 
 
-def test_error_rate_gate() -> None:
+def test_fisher_exact_matches_known_values() -> None:
+    # scipy.stats.fisher_exact([[a, n1 - a], [b, n2 - b]], alternative="greater").pvalue
+    assert fisher_greater(3, 4, 1, 4) == pytest.approx(17 / 70, rel=1e-9)  # the tea-tasting table
+    assert fisher_greater(5, 100, 1, 901) == pytest.approx(5.0148884696083294e-05, rel=1e-9)
+    assert fisher_greater(2, 50, 0, 1000) == pytest.approx(0.0022243406418811563, rel=1e-9)
+    assert fisher_greater(1, 50, 0, 1000) == pytest.approx(50 / 1050, rel=1e-9)
+    assert fisher_greater(7, 200, 30, 3000) == pytest.approx(0.006918874329105472, rel=1e-6)
+    assert fisher_greater(0, 10, 3, 10) == 1.0 and fisher_greater(0, 0, 3, 10) == 1.0
+    with pytest.raises(ValueError, match="runs=4"):
+        fisher_greater(5, 4, 0, 4)
+
+
+def test_binomial_exact_matches_known_values() -> None:
+    # scipy.stats.binomtest(k, n, p, alternative="greater").pvalue
+    assert binomial_greater(2, 10, 0.1) == pytest.approx(0.2639010709, rel=1e-9)
+    assert binomial_greater(3, 100, 0.01) == pytest.approx(0.07937320225218046, rel=1e-9)
+    assert binomial_greater(0, 100, 0.01) == 1.0 and binomial_greater(1, 10, 0.0) == 0.0
+
+
+def test_error_rate_gate_compares_with_the_stable() -> None:
     cfg = GateConfig(error_min_samples=100)
-    assert error_rate_gate(window(99, 0.1, errors=50), cfg).pending
-    assert error_rate_gate(window(100, 0.1, errors=1), cfg).passed
-    failed = error_rate_gate(window(100, 0.1, errors=2), cfg)
-    assert failed.failed and "2 of 100" in failed.detail
-    assert (failed.observed, failed.threshold, failed.unit) == (pytest.approx(2.0), pytest.approx(1.0), "%")
+    stable = window(2000, 0.1)
+    assert error_rate_gate(window(99, 0.1, errors=50), cfg, None, stable).pending
+    # 5 % erroring: fails (5 points above the stable's 0 %, Fisher p far below 0.01)
+    failed = error_rate_gate(window(200, 0.1, errors=10), cfg, None, stable)
+    assert failed.failed and "10 of 200" in failed.detail and "Fisher" in failed.detail
+    assert (failed.observed, failed.threshold, failed.unit) == (pytest.approx(5.0), pytest.approx(1.0), "%")
+    # identical behaviour: as many errors as the stable has is no regression, at any count
+    assert error_rate_gate(window(200, 0.1, errors=4), cfg, None, window(2000, 0.1, errors=40)).passed
+    assert error_rate_gate(window(200, 0.1), cfg, None, stable).passed
+    # above the minimum effect but not yet significant: inconclusive (pending), never a pass
+    unsure = error_rate_gate(window(100, 0.1, errors=2), cfg, None, window(200, 0.1))  # p = 0.11
+    assert unsure.pending and not unsure.failed and "inconclusive" in unsure.detail
+    # significant but within the minimum effect (1 point): passes
+    small = error_rate_gate(window(20_000, 0.1, errors=300), cfg, None, window(20_000, 0.1, errors=150))
+    assert small.passed and small.observed == pytest.approx(0.75)
     # mirrored replays count: 60 live + 40 mirrored candidate runs decide together
-    mirrored = error_rate_gate(window(60, 0.1), cfg, paired([0.1] * 38, [0.1] * 38, errors=2))
+    mirrored = error_rate_gate(window(60, 0.1), cfg, paired([0.1] * 35, [0.1] * 35, errors=5), stable)
     assert mirrored.failed and "40 mirrored" in mirrored.detail
+
+
+def test_error_rate_gate_without_a_stable_baseline_tests_against_the_limit() -> None:
+    cfg = GateConfig(error_min_samples=100)
+    failed = error_rate_gate(window(200, 0.1, errors=10), cfg, None, window(5, 0.1))
+    assert failed.failed and "binomial" in failed.detail
+    assert error_rate_gate(window(200, 0.1, errors=1), cfg).passed  # 0.5 %: within the limit
+    assert error_rate_gate(window(200, 0.1, errors=4), cfg).pending  # 2 %: p = 0.32, not yet
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_error_rate_gate_rolls_back_five_percent_and_spares_the_identical(seed: int) -> None:
+    """Simulated windows: a candidate failing 5 % of 400 requests fails the gate; one failing as
+    often as the stable (0.5 %) passes."""
+    rng = random.Random(seed)
+    draw = lambda n, rate: sum(rng.random() < rate for _ in range(n))  # noqa: E731
+    stable = window(4000, 0.1, errors=draw(4000, 0.005))
+    cfg = GateConfig(error_min_samples=50)
+    assert error_rate_gate(window(400, 0.1, errors=draw(400, 0.05)), cfg, None, stable).failed
+    assert error_rate_gate(window(400, 0.1, errors=draw(400, 0.005)), cfg, None, stable).passed
+
+
+def test_slower_test_is_the_latency_rule() -> None:
+    base = [0.010 + 0.001 * (i % 7) for i in range(60)]
+    slow = slower_test([v * 1.3 for v in base], base, 15.0, 0.01)
+    assert slow.slower and slow.slower_pct == pytest.approx(30.0) and slow.p_greater < 0.01
+    assert not slower_test([v * 1.1 for v in base], base, 15.0, 0.01).slower  # within the minimum effect
+    assert not slower_test(base, base, 15.0, 0.01).slower
 
 
 def test_memory_growth_gate() -> None:

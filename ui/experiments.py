@@ -35,6 +35,12 @@ def window_note(report: Mapping[str, Any]) -> str:
     return note_html(f"Every figure covers the same period for every version: since {since} UTC{why}.")
 
 
+def latency_note(report: Mapping[str, Any]) -> str:
+    """Which latency every figure and the decision's latency row show."""
+    definition = report.get("latency_definition")
+    return note_html(f"Latency shown: {definition}.") if isinstance(definition, str) and definition else ""
+
+
 def report_views(report: Mapping[str, Any]) -> tuple[Any, ...]:
     """latency, traffic share, throughput and error-rate plots over the report's window; scores,
     per-version table, shadow table, decision."""
@@ -46,7 +52,7 @@ def report_views(report: Mapping[str, Any]) -> tuple[Any, ...]:
         share_chart(series, rows, window, bucket),
         error_chart(series, rows, window, bucket),
         histogram(report.get("scores") or {}),
-        window_note(report) + stats_table(rows),
+        window_note(report) + latency_note(report) + stats_table(rows),
         shadow_table(report.get("shadow_live") or report.get("shadow") or []),
         decision_html(report.get("decision") or {}, window if report.get("decision") else None),
         rate_chart(series, window, bucket),

@@ -332,7 +332,8 @@ class RolloutController:
                 run.holding = ""
                 self._event(now, "evidence_arrived", f"stage {run.stage_index + 1}: enough evidence arrived; holding ends")
             return
-        counts = [f"{g.have}/{g.need} {g.evidence}" for g in run.gates.values() if g.pending and g.need]
+        counts = [f"{g.have}/{g.need} {g.evidence}" if g.need else f"{g.name} {g.have} {g.evidence}"
+                  for g in run.gates.values() if g.pending and g.have is not None]
         message = f"holding: {', '.join(counts) or 'no live check has run'} — not enough traffic"
         if not run.holding:
             self._event(now, "holding", f"stage {run.stage_index + 1} {message}", EventLevel.ALERT)
@@ -376,6 +377,7 @@ class RolloutController:
             run.baseline_rss,
             self._memory.rss_bytes() if "memory" in names else 0,
             self._cfg,
+            self._stats.window(self._stable_id or "", since),
         )
         run.gates.update((r.name, r) for r in results)
         run.gates_checked = True

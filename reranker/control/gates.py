@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from reranker.control.livestats import PairedWindow, WindowStats
-from reranker.control.measures import mann_whitney_greater, median
+from reranker.control.measures import binomial_greater, fisher_greater, slower_test
 from reranker.errors import InputError
 
 
@@ -17,7 +17,8 @@ class GateConfig:
     latency_ratio: float = 1.15  # minimum effect: fail only when the candidate is > (ratio - 1) slower
     latency_alpha: float = 0.01  # ... and a one-sided Mann-Whitney U test says so at this level
     latency_min_samples: int = 20  # paired replays in the window before latency is judged
-    max_error_rate: float = 0.01
+    max_error_rate: float = 0.01  # minimum effect: fail only when the candidate's error rate exceeds the stable's by more
+    error_alpha: float = 0.01  # ... and a one-sided Fisher exact test says it is higher at this level
     error_min_samples: int = 20  # candidate requests in the window before errors are judged
     max_memory_growth: float = 0.05  # RSS growth since the candidate finished loading
     # ... but never a limit below this: caches (scores, text embeddings, decoded media) and the
@@ -135,10 +136,9 @@ def latency_gate(paired: PairedWindow, cfg: GateConfig) -> GateResult:
     if paired.count < cfg.latency_min_samples:
         return _pending("latency", limit, f"waiting for {cfg.latency_min_samples} paired replays (have {paired.count})",
                         "%", paired.count, cfg.latency_min_samples, "paired replays")
-    stable_ms, candidate_ms = median(paired.stable) * 1000.0, median(paired.candidate) * 1000.0  # type: ignore[operator]
-    slower = (candidate_ms / stable_ms - 1.0) * 100.0 if stable_ms > 0 else (math.inf if candidate_ms > 0 else 0.0)
-    test = mann_whitney_greater(paired.candidate, paired.stable)
-    passed = not (test.p_greater < cfg.latency_alpha and slower > limit)
+    test = slower_test(paired.candidate, paired.stable, limit, cfg.latency_alpha)
+    stable_ms, candidate_ms = test.second_median * 1000.0, test.first_median * 1000.0
+    slower, passed = test.slower_pct, not test.slower
     detail = (
         f"candidate {candidate_ms:.2f} ms/pair vs stable {stable_ms:.2f} ms/pair (median of {paired.count} paired "
         f"replays, {slower:+.1f} %; Mann-Whitney p={test.p_greater:.3g}); fails when slower by > {limit:g} % "
@@ -147,8 +147,14 @@ def latency_gate(paired: PairedWindow, cfg: GateConfig) -> GateResult:
     return GateResult("latency", slower, limit, passed, detail, unit="%")
 
 
-def error_rate_gate(candidate: WindowStats, cfg: GateConfig, paired: PairedWindow | None = None) -> GateResult:
-    """Candidate errors over its live requests plus its mirrored replays."""
+def error_rate_gate(candidate: WindowStats, cfg: GateConfig, paired: PairedWindow | None = None,
+                    stable: WindowStats | None = None) -> GateResult:
+    """Candidate errors (live requests plus mirrored replays) against the stable's live errors in the
+    same window. Fails only when the candidate's rate exceeds the stable's by more than the minimum
+    effect (max_error_rate, in percentage points) AND a one-sided Fisher exact test finds it higher at
+    error_alpha. Without a stable baseline (fewer than error_min_samples stable requests, e.g. at
+    100 %) the test is an exact binomial one against the minimum effect itself. A rate past the
+    minimum effect that is not yet significant is inconclusive (pending): it never passes a stage."""
     runs = candidate.count + (paired.candidate_runs if paired else 0)
     errors = candidate.errors + (paired.candidate_errors if paired else 0)
     limit = cfg.max_error_rate * 100.0
@@ -157,10 +163,24 @@ def error_rate_gate(candidate: WindowStats, cfg: GateConfig, paired: PairedWindo
                         f"waiting for {cfg.error_min_samples} candidate requests (have {runs}, {errors} failed)",
                         "%", runs, cfg.error_min_samples, "candidate requests")
     rate = errors / runs * 100.0
-    passed = _at_most(rate, limit)
-    detail = (f"{errors} of {runs} candidate requests failed ({rate:.2f} %; {candidate.count} live, "
-              f"{runs - candidate.count} mirrored); limit {limit:g} %")
-    return GateResult("error_rate", rate, limit, passed, detail, unit="%")
+    counts = f"{errors} of {runs} candidate requests failed ({rate:.2f} %; {candidate.count} live, {runs - candidate.count} mirrored)"
+    if stable is not None and stable.count >= cfg.error_min_samples:
+        baseline = stable.errors / stable.count * 100.0
+        p = fisher_greater(errors, runs, stable.errors, stable.count)
+        against = f"stable {stable.errors} of {stable.count} ({baseline:.2f} %); Fisher exact p={p:.3g}"
+    else:
+        baseline = 0.0
+        p = binomial_greater(errors, runs, cfg.max_error_rate)
+        against = f"no stable baseline in the window; exact binomial p={p:.3g} against {limit:g} %"
+    excess = rate - baseline
+    rule = f"fails when higher than the stable's by > {limit:g} points with p < {cfg.error_alpha:g}"
+    detail = f"{counts} vs {against}; {rule}"
+    if excess > limit and p < cfg.error_alpha:
+        return GateResult("error_rate", excess, limit, False, detail, unit="%")
+    if excess > limit:
+        return GateResult("error_rate", excess, limit, True, f"inconclusive: {detail}", pending=True, unit="%",
+                          have=runs, need=None, evidence="candidate requests (rate above the limit, not yet significant)")
+    return GateResult("error_rate", excess, limit, True, detail, unit="%")
 
 
 def memory_gate(baseline_rss: int, rss_now: int, cfg: GateConfig) -> GateResult:
@@ -184,13 +204,14 @@ def live_gates(
     baseline_rss: int,
     rss_now: int,
     cfg: GateConfig,
+    stable: WindowStats | None = None,
 ) -> list[GateResult]:
     """The live gates a stage names ("latency", "error_rate", "memory"), in that order."""
     results = []
     if "latency" in names:
         results.append(latency_gate(paired, cfg))
     if "error_rate" in names:
-        results.append(error_rate_gate(candidate, cfg, paired))
+        results.append(error_rate_gate(candidate, cfg, paired, stable))
     if "memory" in names:
         results.append(memory_gate(baseline_rss, rss_now, cfg))
     return results

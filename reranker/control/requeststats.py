@@ -67,6 +67,19 @@ def version_stats(store: Store, since: float, until: float = math.inf) -> list[V
     return out
 
 
+def latency_samples(store: Store, since: float, until: float = math.inf, limit: int = 5000) -> dict[str, list[float]]:
+    """Per version, the latencies (ms) of its most recent successful requests in [since, until), at
+    most `limit` each: the samples the Experiments tab's rank test compares."""
+    rows = store.query(
+        "SELECT version, latency_ms FROM request_log WHERE at >= ? AND at < ? AND status < ? ORDER BY at DESC",
+        (since, _bound(until), ERROR_STATUS))
+    out: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if len(out[row["version"]]) < limit:
+            out[row["version"]].append(row["latency_ms"])
+    return dict(out)
+
+
 def shadow_stats(store: Store, since: float, until: float = math.inf) -> list[ShadowStats]:
     """How often and how closely each shadow version agreed with the version that answered."""
     rows = store.query(

@@ -121,7 +121,7 @@ class RerankService:
                                             self.catalog, self.updates, self.replacer.start, self.is_ready)
         self.reports = ExperimentReports(self.store, self.request_log, self.registry, self.catalog, clock,
                                          settings.golden_set, self._golden_decoders(), self.score_history,
-                                         self.shadow_stats, lambda: self.policy_epoch.since)
+                                         self.shadow_stats, lambda: self.policy_epoch.since, self.gate_config)
 
     def _make_controller(self, stable_id: str, sink: StoreSink) -> RolloutController:
         return RolloutController(

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
-LATENCY_LIMIT = 0.15  # candidate P95 may be at most 15% slower
+from reranker.control.gates import GateConfig, error_rate_gate
+from reranker.control.livestats import WindowStats
+from reranker.control.measures import slower_test
+
+LATENCY_KIND = "request latency (wall clock, arrival to answer)"
 QUALITY_GAIN = 0.03  # candidate NDCG@5 must be at least 3% better to promote
 MEMORY_LIMIT = 0.50  # candidate may hold at most 50% more memory
-ERROR_LIMIT = 0.01  # candidate error rate at most 1%
 MIN_REQUESTS = 20  # fewer live requests than this on either side: inconclusive
+# Latency and errors are judged by the rollout gates' own rules (reranker.control.gates / measures):
+# a one-sided test plus a minimum effect, with the thresholds of the service's GateConfig.
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,12 @@ class Evidence:
     p95_ms: float | None
     bytes_in_memory: int | None
     ndcg: float | None
+    latencies_ms: Sequence[float] = ()  # successful requests' latencies in the window (LATENCY_KIND)
+    errors: int | None = None  # failed requests in the window (None: derived from error_rate)
+
+    def window(self) -> WindowStats:
+        errors = self.errors if self.errors is not None else round(self.error_rate * self.requests)
+        return WindowStats(self.requests, errors, 0.0, self.p95_ms or 0.0, self.error_rate)
 
 
 def _row(criterion: str, observed: float | None, threshold: str, passed: bool | None, detail: str) -> dict[str, Any]:
@@ -108,16 +119,23 @@ def _row(criterion: str, observed: float | None, threshold: str, passed: bool | 
             "passed": passed, "detail": detail}
 
 
-def decide(stable: Evidence, candidate: Evidence) -> dict[str, Any]:
-    """Rows of the decision table and the verdict. A row's passed is None when undecidable."""
+def decide(stable: Evidence, candidate: Evidence, cfg: GateConfig = GateConfig()) -> dict[str, Any]:
+    """Rows of the decision table and the verdict. A row's passed is None when undecidable.
+    Latency: the rollout latency gate's rule (one-sided Mann-Whitney U plus a minimum effect on the
+    medians) applied to each version's request latencies in the window. Errors: the error-rate
+    gate's rule (one-sided Fisher exact test plus a minimum effect in percentage points)."""
     rows = []
+    limit = (cfg.latency_ratio - 1.0) * 100.0
+    threshold = f"<= +{limit:g}% (or Mann-Whitney p >= {cfg.latency_alpha:g})"
     enough = stable.requests >= MIN_REQUESTS and candidate.requests >= MIN_REQUESTS
-    if enough and stable.p95_ms and candidate.p95_ms is not None:
-        change = candidate.p95_ms / stable.p95_ms - 1.0
-        rows.append(_row("latency P95 change", change, f"<= +{LATENCY_LIMIT:.0%}", change <= LATENCY_LIMIT,
-                         f"{candidate.p95_ms:.1f} ms vs {stable.p95_ms:.1f} ms"))
+    if enough and stable.latencies_ms and candidate.latencies_ms:
+        test = slower_test(candidate.latencies_ms, stable.latencies_ms, limit, cfg.latency_alpha)
+        rows.append(_row("latency change (median)", test.slower_pct / 100.0, threshold, not test.slower,
+                         f"{LATENCY_KIND}: median {test.first_median:.1f} ms vs {test.second_median:.1f} ms over "
+                         f"{len(candidate.latencies_ms)} / {len(stable.latencies_ms)} requests, Mann-Whitney "
+                         f"p={test.p_greater:.3g}; slower only when both exceed their limits"))
     else:
-        rows.append(_row("latency P95 change", None, f"<= +{LATENCY_LIMIT:.0%}", None,
+        rows.append(_row("latency change (median)", None, threshold, None,
                          f"needs {MIN_REQUESTS} requests on each version "
                          f"({stable.requests} / {candidate.requests} so far)"))
     if stable.ndcg is not None and candidate.ndcg is not None and stable.ndcg > 0:
@@ -131,12 +149,11 @@ def decide(stable: Evidence, candidate: Evidence) -> dict[str, Any]:
         growth = candidate.bytes_in_memory / stable.bytes_in_memory - 1.0
         rows.append(_row("memory change", growth, f"<= +{MEMORY_LIMIT:.0%}", growth <= MEMORY_LIMIT,
                          f"{candidate.bytes_in_memory / 2**20:.0f} MiB vs {stable.bytes_in_memory / 2**20:.0f} MiB"))
-    if candidate.requests >= MIN_REQUESTS:
-        rows.append(_row("error rate", candidate.error_rate, f"<= {ERROR_LIMIT:.0%}",
-                         candidate.error_rate <= ERROR_LIMIT, f"{candidate.requests} requests"))
-    else:
-        rows.append(_row("error rate", None, f"<= {ERROR_LIMIT:.0%}", None,
-                         f"{candidate.requests} requests so far"))
+    errors = error_rate_gate(candidate.window(), replace(cfg, error_min_samples=MIN_REQUESTS), None,
+                             stable.window())
+    rows.append(_row("error rate change (vs stable)", None if errors.observed is None else errors.observed / 100.0,
+                     f"<= +{errors.threshold:g} points (or Fisher p >= {cfg.error_alpha:g})",
+                     None if errors.pending else errors.passed, errors.detail))
     if any(r["passed"] is False for r in rows):
         verdict = "keep stable"
     elif all(r["passed"] is True for r in rows):

@@ -8,7 +8,8 @@ from typing import Callable
 from reranker.clock import Clock
 from reranker.control.registry import Registry
 from reranker.control.requestlog import RequestLogWriter
-from reranker.control.requeststats import latency_series, shadow_stats, version_stats
+from reranker.control.gates import GateConfig
+from reranker.control.requeststats import latency_samples, latency_series, shadow_stats, version_stats
 from reranker.control.store import Store
 from reranker.engine.port import ScoringEngine
 from reranker.errors import RerankerError
@@ -23,7 +24,8 @@ from reranker.service.views import (
 )
 
 LATENCY_DEFINITION = ("request latency: wall clock from arrival to answer, ms; P50/P95 by linear interpolation "
-                      "(the same as /metrics and the rollout's live window)")
+                      "(the same as /metrics and the rollout's live window); the decision compares the versions' "
+                      "medians with a one-sided Mann-Whitney U test, as the rollout latency gate does")
 
 
 class ExperimentReports:
@@ -31,7 +33,8 @@ class ExperimentReports:
 
     def __init__(self, store: Store, request_log: RequestLogWriter, registry: Registry[ScoringEngine],
                  catalog: VersionCatalog, clock: Clock, golden_set: Path, decoders: Decoders,
-                 scores: ScoreHistory, shadow_live: ShadowStats, policy_since: Callable[[], float | None]) -> None:
+                 scores: ScoreHistory, shadow_live: ShadowStats, policy_since: Callable[[], float | None],
+                 gate_config: GateConfig) -> None:
         self._store = store
         self._request_log = request_log
         self._registry = registry
@@ -42,6 +45,7 @@ class ExperimentReports:
         self._scores = scores
         self._shadow_live = shadow_live
         self._policy_since = policy_since  # when the traffic policy in force took effect (PolicyEpoch)
+        self._gate_config = gate_config  # the decision applies the rollout gates' own rules
         self._quality: dict[str, float] = {}
         self._quality_lock = threading.Lock()
 
@@ -85,7 +89,9 @@ class ExperimentReports:
         decision = None
         if stable and candidate and candidate in loaded:
             # service.experiments.decide still answers a dict (that module is being rewritten apart)
-            decision = DecisionView.model_validate(decide(self._evidence(stable, rows), self._evidence(candidate, rows)))
+            samples = latency_samples(self._store, since)
+            decision = DecisionView.model_validate(decide(self._evidence(stable, rows, samples),
+                                                          self._evidence(candidate, rows, samples), self._gate_config))
         return ExperimentReport(
             window_s=window_s, window_start=since, since_policy_change=window.since_policy_change,
             window=ComparisonWindowView(start=window.start, end=window.end, seconds=window.seconds,
@@ -100,10 +106,11 @@ class ExperimentReports:
             decision=decision,
         )
 
-    def _evidence(self, version: str, rows: list[VersionStatsView]) -> Evidence:
+    def _evidence(self, version: str, rows: list[VersionStatsView], samples: dict[str, list[float]]) -> Evidence:
         row = next(r for r in rows if r.version == version)
         try:
             ndcg: float | None = self.quality(version)
         except RerankerError:
             ndcg = None
-        return Evidence(version, row.requests, row.error_rate, row.p95_ms, row.bytes_in_memory, ndcg)
+        return Evidence(version, row.requests, row.error_rate, row.p95_ms, row.bytes_in_memory, ndcg,
+                        samples.get(version, ()), row.errors)
