@@ -95,7 +95,7 @@ def test_plots_have_axes_legends_tooltips_and_read_well(view: tuple[Page, str, s
     open_tab(page, "Experiments")
     latency = page.locator("[data-testid=latency-chart]")
     expect(latency.locator("g[data-version=mini-v2]").first).to_be_attached(timeout=FIRST_REPORT_TIMEOUT_MS)
-    expect(page.locator("#ex-stats [data-testid=note]")).to_contain_text("since the traffic policy changed at")
+    expect(page.locator("#ex-stats [data-testid=note]").first).to_contain_text("since the traffic policy changed at")
     expect(page.locator("[data-testid=decision-window]")).to_contain_text("since the traffic policy changed at")
 
     viewport_width = SIZES[size][0]
