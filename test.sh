@@ -11,7 +11,7 @@ checks=0
 echo "ruff:" && .venv/bin/ruff check . || checks=1
 echo "mypy:" && .venv/bin/mypy || checks=1
 status=0
-.venv/bin/python -m pytest -q "$@" || status=$?
+.venv/bin/python -m pytest -q --durations=15 "$@" || status=$?
 if [ "$status" -eq 0 ] && [ "$checks" -ne 0 ]; then
   echo "test.sh: tests passed, but ruff or mypy found problems (above)"
   status=1

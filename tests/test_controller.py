@@ -294,7 +294,7 @@ def test_a_failing_check_holds_the_stage(rig: Rig) -> None:
 
 def test_memory_growth_rolls_back(rig: Rig) -> None:
     rig.to_traffic()
-    rig.memory.rss = int(1_000_000_000 * 1.10)
+    rig.memory.rss = 1_000_000_000 + 300 * 2**20  # +300 MiB: past 5% (48 MiB) and the 256 MiB floor
     rig.at(1)
     assert rig.ctl.tick(rig.t0 + 2).state is S.ROLLED_BACK
     assert "memory_growth" in rig.ctl.snapshot().reason

@@ -422,17 +422,16 @@ def decision_html(decision: Mapping[str, Any], window: Mapping[str, Any] | None 
     rows = []
     for row in decision.get("rows") or ():
         passed, mark = _verdict_cell(row.get("passed"))
-        rows.append(
-            f'<tr data-criterion="{attr(row.get("criterion", ""))}" data-passed="{passed}">'
-            f'<td>{escape(str(row.get("criterion")))}</td><td>{_percent(str(row.get("criterion")), row.get("observed"))}</td>'
-            f'<td>{escape(str(row.get("threshold", "")))}</td><td>{mark}</td>'
-            f'<td>{escape(str(row.get("detail") or ""))}</td></tr>'
-        )
-    head = "<tr><th>criterion</th><th>observed</th><th>threshold</th><th>passed</th><th>detail</th></tr>"
+        rows.append((
+            f'data-criterion="{attr(row.get("criterion", ""))}" data-passed="{passed}"',
+            [escape(str(row.get("criterion"))), _percent(str(row.get("criterion")), row.get("observed")),
+             escape(str(row.get("threshold", ""))), mark, escape(str(row.get("detail") or ""))],
+        ))
+    table = stacked_table("decision-table", ("criterion", "observed", "threshold", "passed", "detail"), rows)
     return (
         f'<div class="rr-decision" data-testid="decision" data-verdict="{attr(verdict)}"'
         f' data-candidate="{attr(decision.get("candidate") or "")}">'
         f'<div class="rr-verdict rr-verdict-{attr(verdict.replace(" ", "-"))}">Verdict: <b>{escape(verdict)}</b>'
         f' (candidate {escape(str(decision.get("candidate") or "—"))} vs stable {escape(str(decision.get("stable") or "—"))})</div>{over}'
-        f'<div class="rr-table-wrap"><table class="rr-table">{head}{"".join(rows)}</table></div></div>'
+        f"{table}</div>"
     )

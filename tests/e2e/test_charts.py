@@ -124,6 +124,10 @@ def test_plots_have_axes_legends_tooltips_and_read_well(view: tuple[Page, str, s
     stats = page.locator("[data-testid=version-stats]")
     widths = stats.evaluate("t => [t.scrollWidth, t.parentElement.clientWidth]")
     assert widths[0] <= widths[1] + 1, f"the per-version table is cut off: {widths}"
+    decision = page.locator("[data-testid=decision-table]")
+    expect(decision.locator("tr[data-criterion]").first).to_be_attached()
+    widths = decision.evaluate("t => [t.scrollWidth, t.parentElement.clientWidth]")
+    assert widths[0] <= widths[1] + 1, f"the decision table is cut off or scrolls sideways: {widths}"
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
     assert scroll_width <= viewport_width + 1, f"the page scrolls sideways: {scroll_width} px"
     page.screenshot(path=str(SHOTS / f"charts-{size}-{scheme}.png"), full_page=True)

@@ -13,7 +13,7 @@ from tests.test_faults import copy_model
 
 
 def test_the_console_queue_is_bounded_and_refuses_when_full(tmp_path: Path) -> None:
-    slow = copy_model("models/mini-v1", tmp_path / "mini-slow", fault_slowdown=40.0)  # ~1 s a rank
+    slow = copy_model("models/mini-v1", tmp_path / "mini-slow", fault_slowdown=8.0)  # ~0.5 s a rank
     app = AppProcess(tmp_path, ["--model", str(slow), "--max-queue", "1"])
     try:
         client = Client(app.url, verbose=False)
