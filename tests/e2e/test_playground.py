@@ -72,6 +72,8 @@ def test_bad_input_shows_a_clear_message(page: Page, tmp_path: Path) -> None:
 
 def test_results_go_stale_when_inputs_change_and_the_instruction_note_shows(page: Page) -> None:
     page.locator("#pg-example-0").click()
+    # the example also sets the instruction field: wait until it has landed, or it may overwrite ours
+    expect(page.locator("[data-testid=documents]")).to_have_attribute("data-count", str(len(first_example()["documents"])))
     page.get_by_text("Options", exact=True).click()
     page.locator("#pg-instruction textarea").fill("Prefer photos")
     page.locator("#pg-rank").click()
