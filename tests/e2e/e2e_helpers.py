@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "assets" / "examples"
@@ -31,6 +31,21 @@ class Server:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60)
+
+
+SIZES = {"desktop": (1440, 900), "phone": (390, 844)}  # the layouts every look test checks
+
+
+def open_page(browser: Browser, url: str, size: str, scheme: str) -> Iterator[Page]:
+    """One page at a SIZES layout in a light or dark colour scheme, its banner shown; closed after."""
+    width, height = SIZES[size]
+    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.wait_for_selector("[data-testid=banner]")
+    yield page
+    context.close()
 
 
 def open_tab(page: Page, name: str) -> None:

@@ -18,10 +18,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.contrast import worst
-from tests.e2e.e2e_helpers import Server, open_tab, sign_in
+from tests.e2e.e2e_helpers import SIZES, Server, open_page, open_tab, sign_in
 
 SHOTS = Path("/tmp/e2e_look")
-SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
 CHARTS = {"latency-chart": "ms", "share-chart": "%", "rate-chart": "req/s", "error-chart": "%"}
 VERSIONS = ("mini-v1", "mini-v2")
 MIN_CONTRAST = 4.5
@@ -60,26 +59,15 @@ def two_arms(server: Server) -> None:
                 assert client.post("/v1/rerank", json=body).status_code == 200
 
 
-def _page(browser: Browser, server: Server, size: str, scheme: str) -> Iterator[Page]:
-    width, height = SIZES[size]
-    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(server.url)
-    page.wait_for_selector("[data-testid=banner]")
-    yield page
-    context.close()
-
-
 @pytest.fixture(params=[(s, c) for s in SIZES for c in ("light", "dark")], ids=lambda p: f"{p[0]}-{p[1]}")
 def view(request: pytest.FixtureRequest, browser: Browser, server: Server, two_arms: None) -> Iterator[tuple[Page, str, str]]:
     size, scheme = request.param
-    for page in _page(browser, server, size, scheme):
+    for page in open_page(browser, server.url, size, scheme):
         yield page, size, scheme
 
 
 def test_first_load_shows_skeletons_not_blank_panes(browser: Browser, server: Server) -> None:
-    for page in _page(browser, server, "desktop", "light"):
+    for page in open_page(browser, server.url, "desktop", "light"):
         expect(page.locator("#pg-results [data-testid=skeleton], [data-testid=results] [data-testid=skeleton]")
                .first).to_be_visible()
         sign_in(page, server.token)

@@ -12,28 +12,16 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.contrast import worst
-from tests.e2e.e2e_helpers import Server, first_example, open_tab, sign_in
+from tests.e2e.e2e_helpers import SIZES, Server, open_page, first_example, open_tab, sign_in
 
 SHOTS = Path("/tmp/e2e_look")
-SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
 MIN_CONTRAST = 4.5
-
-
-def _page(browser: Browser, server: Server, size: str, scheme: str) -> Iterator[Page]:
-    width, height = SIZES[size]
-    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(server.url)
-    page.wait_for_selector("[data-testid=banner]")
-    yield page
-    context.close()
 
 
 @pytest.fixture(params=[(s, c) for s in SIZES for c in ("light", "dark")], ids=lambda p: f"{p[0]}-{p[1]}")
 def view(request: pytest.FixtureRequest, browser: Browser, server: Server) -> Iterator[tuple[Page, str, str]]:
     size, scheme = request.param
-    for page in _page(browser, server, size, scheme):
+    for page in open_page(browser, server.url, size, scheme):
         yield page, size, scheme
 
 
