@@ -30,56 +30,95 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * h.to(dtype)
 
 
-def add_rms_norm(x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, eps: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The residual add and the next norm (one fused kernel when compiled)."""
-    y = x + delta
-    return y, rms_norm(y, weight, eps)
-
-
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def qk_norm_rope(q_lin: torch.Tensor, k_lin: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor,
-                 cos: torch.Tensor, sin: torch.Tensor, eps: float, head_dim: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-head q/k RMSNorm then M-RoPE (HF apply_rotary_pos_emb), as (B, heads, S, head_dim)."""
-    rows, length = q_lin.shape[:2]
-    q = rms_norm(q_lin.view(rows, length, -1, head_dim), q_weight, eps).transpose(1, 2)
-    k = rms_norm(k_lin.view(rows, length, -1, head_dim), k_weight, eps).transpose(1, 2)
+# A decoder layer's weights, in this order (biases None when the checkpoint has none):
+# input norm, q, q bias, k, k bias, v, v bias, q norm, k norm, o, o bias, post-attention norm, gate, up, down.
+LayerWeights = tuple
+
+
+def layer_weights(layer: Any) -> LayerWeights:
+    attn, mlp = layer.self_attn, layer.mlp
+    return (layer.input_layernorm.weight, attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight,
+            attn.k_proj.bias, attn.v_proj.weight, attn.v_proj.bias, attn.q_norm.weight, attn.k_norm.weight,
+            attn.o_proj.weight, attn.o_proj.bias, layer.post_attention_layernorm.weight,
+            mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
+
+
+def _project(hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights, eps: float,
+             head_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input norm, q/k/v projections, per-head q/k RMSNorm, M-RoPE (HF apply_rotary_pos_emb):
+    query, key and value as (B, heads, S, head_dim)."""
+    linear = torch.nn.functional.linear
+    rows, length = hidden.shape[:2]
+    normed = rms_norm(hidden, w[0], eps)
+    q = rms_norm(linear(normed, w[1], w[2]).view(rows, length, -1, head_dim), w[7], eps).transpose(1, 2)
+    k = rms_norm(linear(normed, w[3], w[4]).view(rows, length, -1, head_dim), w[8], eps).transpose(1, 2)
+    v = linear(normed, w[5], w[6]).view(rows, length, -1, head_dim).transpose(1, 2)
     c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-    return (q * c + _rotate_half(q) * s).contiguous(), (k * c + _rotate_half(k) * s).contiguous()
+    return q * c + _rotate_half(q) * s, k * c + _rotate_half(k) * s, v
 
 
-def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.silu(gate) * up
+def _finish(hidden: torch.Tensor, attended: torch.Tensor, w: LayerWeights, eps: float) -> torch.Tensor:
+    """o projection, residual, post-attention norm, SwiGLU MLP, residual."""
+    linear = torch.nn.functional.linear
+    rows, length = hidden.shape[:2]
+    hidden = hidden + linear(attended.transpose(1, 2).reshape(rows, length, -1), w[9], w[10])
+    normed = rms_norm(hidden, w[11], eps)
+    return hidden + linear(torch.nn.functional.silu(linear(normed, w[12])) * linear(normed, w[13]), w[14])
+
+
+def causal_layer(hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights, eps: float,
+                 head_dim: int, scaling: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HF Qwen3VLTextDecoderLayer over whole right-padded sequences (causal): the new hidden state
+    and this layer's post-RoPE keys and values. Grouped-query attention without repeating K/V."""
+    query, key, value = _project(hidden, cos, sin, w, eps, head_dim)
+    attended = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, is_causal=True, scale=scaling, enable_gqa=True)
+    return _finish(hidden, attended, w, eps), key, value
+
+
+def document_layer(hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights,
+                   past_key: torch.Tensor, past_value: torch.Tensor, mask: torch.Tensor, eps: float,
+                   head_dim: int, scaling: float) -> torch.Tensor:
+    """The same layer for documents after a shared prefix: every row attends to [prefix | own]
+    keys under `mask` (causal, aligned at the bottom right)."""
+    query, key, value = _project(hidden, cos, sin, w, eps, head_dim)
+    rows = hidden.shape[0]
+    keys = torch.cat([past_key.expand(rows, -1, -1, -1), key], dim=2)
+    values = torch.cat([past_value.expand(rows, -1, -1, -1), value], dim=2)
+    attended = torch.nn.functional.scaled_dot_product_attention(
+        query, keys, values, attn_mask=mask, scale=scaling, enable_gqa=True)
+    return _finish(hidden, attended, w, eps)
 
 
 @dataclass(frozen=True)
 class Ops:
-    """The elementwise steps between the matrix products: eager, or compiled into fused kernels."""
+    """A whole decoder layer (matrix products included), eager or compiled: compiled, one call
+    launches a handful of fused kernels instead of ~30 eager operations, which matters most where
+    the GPU work is small (the batch-1 prefix pass is bound by Python launching kernels)."""
 
-    rms_norm: Callable[..., torch.Tensor] = rms_norm
-    add_rms_norm: Callable[..., tuple[torch.Tensor, torch.Tensor]] = add_rms_norm
-    qk_norm_rope: Callable[..., tuple[torch.Tensor, torch.Tensor]] = qk_norm_rope
-    silu_mul: Callable[..., torch.Tensor] = silu_mul
+    causal_layer: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = causal_layer
+    document_layer: Callable[..., torch.Tensor] = document_layer
 
 
 RECOMPILE_LIMIT = 64  # per function: (batch 1 | batch n) x dtypes x model sizes resident in one process
 
 
 def compiled_ops() -> Ops:
-    """torch.compile'd Ops. Dynamo keeps its compiled variants per function, shared by every
-    loaded version; the default limit (8) is too low once two sizes and dtypes are resident."""
+    """torch.compile'd Ops (dynamic shapes; weights are arguments, so one compiled graph serves every
+    layer of every loaded version). Dynamo keeps its compiled variants per function; the default
+    limit (8) is too low once two sizes and dtypes are resident."""
     import torch._dynamo
 
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
     options = {"dynamic": True, "fullgraph": True}
-    return Ops(*(torch.compile(fn, **options) for fn in (rms_norm, add_rms_norm, qk_norm_rope, silu_mul)))
+    return Ops(torch.compile(causal_layer, **options), torch.compile(document_layer, **options))
 
 
 @dataclass
@@ -109,28 +148,32 @@ class PrefixForward:
         self._inner = inner
         self._text = inner.language_model
         self._layers = list(self._text.layers)
+        self._weights = [layer_weights(layer) for layer in self._layers]
         attn = self._layers[0].self_attn
         self._head_dim = attn.head_dim
-        self._groups = attn.num_key_value_groups
         self._scaling = attn.scaling
+        self._eps = self._layers[0].input_layernorm.variance_epsilon
+        if attn.q_norm.variance_epsilon != self._eps:
+            raise AttributeError("q/k norm epsilon differs from the layer norms': unexpected layout")
         self._direction = direction
         self._image_pad_id = image_pad_id
         self._video_pad_id = video_pad_id
         self.device = self._text.embed_tokens.weight.device
         self.ops = Ops()
-        # Documents after a prefix: K/V written into reused buffers and GQA by folding the query
-        # groups (no repeat_kv, no concatenation); False: the earlier concatenate + repeat path.
-        # Off by default until measured on the GPU (bench/qwen_gpu.py --compare-before).
-        self.fold_gqa = False
         self._compiling: threading.Thread | None = None
         from transformers.models.qwen3_vl import modeling_qwen3_vl
 
         self._apply_rope = modeling_qwen3_vl.apply_rotary_pos_emb
 
+    @property
+    def fused(self) -> bool:
+        """True once the compiled layers serve."""
+        return self.ops.causal_layer is not causal_layer
+
     def compile_in_background(self) -> threading.Event:
-        """Compile the fused elementwise steps in a thread (first use compiles: seconds); the eager
-        ones serve meanwhile and the compiled ones take over once built. CUDA only. The event
-        is set when done (also when compiling failed: then the eager ones stay)."""
+        """Compile the decoder layer in a thread (first use compiles: seconds); the eager layer
+        serves meanwhile and the compiled one takes over once built. CUDA only. The event is set
+        when done (also when compiling failed: then the eager one stays)."""
         done = threading.Event()
         if self.device.type != "cuda" or self._compiling is not None:
             done.set()
@@ -152,21 +195,23 @@ class PrefixForward:
 
     @torch.inference_mode()
     def _exercise(self, ops: Ops) -> None:
-        """Call each compiled step with batch 1 and batch > 1 shapes (the prefix and document passes)."""
-        layer = self._layers[0]
-        attn = layer.self_attn
-        hidden_size = layer.input_layernorm.weight.shape[0]
-        dtype = layer.input_layernorm.weight.dtype
+        """Call each compiled layer with the shapes serving meets (batch 1 and batch > 1, with
+        and without a prefix), so that no request waits for a compile."""
+        weights = self._weights[0]
+        hidden_size = weights[0].shape[0]
+        dtype = weights[0].dtype
+        key = value = None
         for rows, length in ((1, 37), (3, 29)):
             x = torch.randn(rows, length, hidden_size, device=self.device, dtype=dtype)
-            ops.rms_norm(x, layer.input_layernorm.weight, 1e-6)
-            ops.add_rms_norm(x, x, layer.input_layernorm.weight, 1e-6)
-            q = attn.q_proj(x)
-            k = attn.k_proj(x)
             cos = torch.randn(rows, length, self._head_dim, device=self.device, dtype=dtype)
-            ops.qk_norm_rope(q, k, attn.q_norm.weight, attn.k_norm.weight, cos, cos, 1e-6, self._head_dim)
-            gate = layer.mlp.gate_proj(x)
-            ops.silu_mul(gate, gate)
+            _, key, value = ops.causal_layer(x, cos, cos, weights, self._eps, self._head_dim, self._scaling)
+        assert key is not None and value is not None
+        past = key[:1, :, :11]
+        for rows, length in ((1, 23), (3, 29)):
+            x = torch.randn(rows, length, hidden_size, device=self.device, dtype=dtype)
+            cos = torch.randn(rows, length, self._head_dim, device=self.device, dtype=dtype)
+            mask = torch.ones((length, 11 + length), dtype=torch.bool, device=self.device).tril(11)
+            ops.document_layer(x, cos, cos, weights, past, past, mask, self._eps, self._head_dim, self._scaling)
         torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
@@ -177,8 +222,9 @@ class PrefixForward:
         cos, sin = self._text.rotary_emb(hidden, position_ids)
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
-        for index, layer in enumerate(self._layers):
-            hidden, key, value = self._layer(layer, hidden, cos, sin, None, None, causal=True)
+        layer_fn = self.ops.causal_layer
+        for index, weights in enumerate(self._weights):
+            hidden, key, value = layer_fn(hidden, cos, sin, weights, self._eps, self._head_dim, self._scaling)
             keys.append(key)
             values.append(value)
             hidden = _deepstack(hidden, visual_mask, deepstack, index)
@@ -188,84 +234,26 @@ class PrefixForward:
     def documents(self, batch: DocumentBatch, prefix: PrefixState | None) -> torch.Tensor:
         """Logits (yes - no), float32, one per row, left on the device (no synchronisation)."""
         input_ids, position_ids, last = batch.input_ids, batch.position_ids, batch.last
-        rows, length = input_ids.shape
+        length = input_ids.shape[1]
         hidden, visual_mask, deepstack = self._embed(input_ids, batch.images, batch.videos)
         cos, sin = self._text.rotary_emb(hidden, position_ids)
         past = prefix.length if prefix is not None else 0
         mask = None
-        buffers = None
-        if past:
+        if prefix is not None and past:
             mask = torch.ones((length, past + length), dtype=torch.bool, device=self.device).tril(past)
-        if prefix is not None and past and self.fold_gqa:
-            # Grouped-query attention without repeating K/V: the query heads of one K/V head are
-            # folded into the query length, so the mask is the causal mask tiled once per group.
-            mask = mask.repeat(self._groups, 1) if self._groups > 1 and mask is not None else mask
-            buffers = self._kv_buffers(prefix, rows, length, hidden.dtype)
+        ops, eps, head_dim, scaling = self.ops, self._eps, self._head_dim, self._scaling
         final = len(self._layers) - 1
-        for index, layer in enumerate(self._layers):
-            cached = (prefix.keys[index], prefix.values[index]) if prefix is not None else None
+        for index, weights in enumerate(self._weights):
+            cached = (prefix.keys[index], prefix.values[index]) if prefix is not None and past else None
             if index == final:
-                return self._last_layer(layer, hidden, cos, sin, cached, last)
-            if buffers is not None and cached is not None and mask is not None:
-                hidden = self._document_layer(layer, hidden, cos, sin, cached, buffers, mask)
+                return self._last_layer(self._layers[index], hidden, cos, sin, cached, last)
+            if cached is not None and mask is not None:
+                hidden = ops.document_layer(hidden, cos, sin, weights, cached[0], cached[1], mask, eps, head_dim,
+                                            scaling)
             else:
-                hidden, _, _ = self._layer(layer, hidden, cos, sin, cached, mask, causal=not past)
+                hidden = ops.causal_layer(hidden, cos, sin, weights, eps, head_dim, scaling)[0]
             hidden = _deepstack(hidden, visual_mask, deepstack, index)
         raise AssertionError("unreachable")
-
-    def _kv_buffers(self, prefix: PrefixState, rows: int, length: int, dtype: torch.dtype
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One (rows, kv_heads, past + length, head_dim) key and value buffer, reused by every layer."""
-        heads, past = prefix.keys[0].shape[1], prefix.length
-        shape = (rows, heads, past + length, self._head_dim)
-        return (torch.empty(shape, dtype=dtype, device=self.device),
-                torch.empty(shape, dtype=dtype, device=self.device))
-
-    def _document_layer(self, layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                        cached: tuple[torch.Tensor, torch.Tensor], buffers: tuple[torch.Tensor, torch.Tensor],
-                        mask: torch.Tensor) -> torch.Tensor:
-        """_layer for documents after a prefix: prefix and document K/V are written into the reused
-        buffers (no concatenation), attention runs per K/V head with the query groups folded in."""
-        ops = self.ops
-        attn, mlp = layer.self_attn, layer.mlp
-        eps = layer.input_layernorm.variance_epsilon
-        rows, length = hidden.shape[:2]
-        keys, values = buffers
-        past = keys.shape[2] - length
-        normed = ops.rms_norm(hidden, layer.input_layernorm.weight, eps)
-        query, key = ops.qk_norm_rope(attn.q_proj(normed), attn.k_proj(normed), attn.q_norm.weight,
-                                      attn.k_norm.weight, cos, sin, attn.q_norm.variance_epsilon, self._head_dim)
-        keys[:, :, :past] = cached[0]
-        values[:, :, :past] = cached[1]
-        keys[:, :, past:] = key
-        values[:, :, past:] = attn.v_proj(normed).view(rows, length, -1, self._head_dim).transpose(1, 2)
-        heads = keys.shape[1]
-        folded = query.reshape(rows, heads, self._groups * length, self._head_dim)
-        attended = torch.nn.functional.scaled_dot_product_attention(
-            folded, keys, values, attn_mask=mask, scale=self._scaling)
-        # (rows, kv_heads, groups * length, d) -> (rows, length, kv_heads * groups * d): head h = kv * groups + g
-        attended = attended.unflatten(2, (self._groups, length)).permute(0, 3, 1, 2, 4)
-        delta = attn.o_proj(attended.reshape(rows, length, -1))
-        hidden, normed = ops.add_rms_norm(hidden, delta, layer.post_attention_layernorm.weight, eps)
-        return hidden + mlp.down_proj(ops.silu_mul(mlp.gate_proj(normed), mlp.up_proj(normed)))
-
-    def _layer(self, layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-               cached: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None, causal: bool
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """HF Qwen3VLTextDecoderLayer.forward, with the elementwise steps from self.ops."""
-        ops = self.ops
-        attn, mlp = layer.self_attn, layer.mlp
-        eps = layer.input_layernorm.variance_epsilon
-        normed = ops.rms_norm(hidden, layer.input_layernorm.weight, eps)
-        query, key = ops.qk_norm_rope(attn.q_proj(normed), attn.k_proj(normed), attn.q_norm.weight,
-                                      attn.k_norm.weight, cos, sin, attn.q_norm.variance_epsilon, self._head_dim)
-        value = attn.v_proj(normed).view(*normed.shape[:2], -1, self._head_dim).transpose(1, 2)
-        keys, values = self._with_prefix(key, value, cached)
-        attended = self._attend(query, keys, values, mask, causal)
-        delta = attn.o_proj(attended.transpose(1, 2).reshape(*hidden.shape[:2], -1))
-        hidden, normed = ops.add_rms_norm(hidden, delta, layer.post_attention_layernorm.weight, eps)
-        hidden = hidden + mlp.down_proj(ops.silu_mul(mlp.gate_proj(normed), mlp.up_proj(normed)))
-        return hidden, key, value
 
     def _last_layer(self, layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                     cached: tuple[torch.Tensor, torch.Tensor] | None, last: torch.Tensor) -> torch.Tensor:
@@ -275,35 +263,24 @@ class PrefixForward:
         key, value = self._kv(layer, layer.input_layernorm(hidden), cos, sin)
         residual = hidden[pick, last][:, None]
         normed = layer.input_layernorm(residual)
-        query, _, _ = self._qkv(layer, normed, cos[pick, last][:, None], sin[pick, last][:, None], keys=False)
-        keys, values = self._with_prefix(key, value, cached)
-        past = keys.shape[2] - hidden.shape[1]
-        visible = torch.arange(keys.shape[2], device=hidden.device)[None, :] <= (last[:, None] + past)
-        if self.fold_gqa:
-            heads = keys.shape[1]
-            folded = query.reshape(rows, heads, self._groups, self._head_dim)  # one query per row: groups fold
-            attended = torch.nn.functional.scaled_dot_product_attention(
-                folded, keys, values, attn_mask=visible[:, None, None, :], scale=self._scaling
-            ).reshape(rows, heads * self._groups, 1, self._head_dim)
-        else:
-            attended = self._attend(query, keys, values, visible[:, None, None, :], causal=False)
+        query = self._query(layer, normed, cos[pick, last][:, None], sin[pick, last][:, None])
+        if cached is not None:
+            key = torch.cat([cached[0].expand(rows, -1, -1, -1), key], dim=2)
+            value = torch.cat([cached[1].expand(rows, -1, -1, -1), value], dim=2)
+        past = key.shape[2] - hidden.shape[1]
+        visible = torch.arange(key.shape[2], device=hidden.device)[None, :] <= (last[:, None] + past)
+        attended = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=visible[:, None, None, :], scale=self._scaling, enable_gqa=True)
         out = residual + layer.self_attn.o_proj(attended.transpose(1, 2).reshape(rows, 1, -1))
         out = out + layer.mlp(layer.post_attention_layernorm(out))
         final = self._text.norm(out[:, 0]).float()
         return final @ self._direction.to(final.device)
 
-    def _qkv(self, layer: Any, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: bool = True
-             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _query(self, layer: Any, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         attn = layer.self_attn
-        shape = (*normed.shape[:2], -1, self._head_dim)
-        query = attn.q_norm(attn.q_proj(normed).view(shape)).transpose(1, 2)
-        if not keys:
-            query, _ = self._apply_rope(query, query, cos, sin)
-            return query, None, None
-        key = attn.k_norm(attn.k_proj(normed).view(shape)).transpose(1, 2)
-        value = attn.v_proj(normed).view(shape).transpose(1, 2)
-        query, key = self._apply_rope(query, key, cos, sin)
-        return query, key, value
+        query = attn.q_norm(attn.q_proj(normed).view(*normed.shape[:2], -1, self._head_dim)).transpose(1, 2)
+        query, _ = self._apply_rope(query, query, cos, sin)
+        return query
 
     def _kv(self, layer: Any, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,24 +290,6 @@ class PrefixForward:
         value = attn.v_proj(normed).view(shape).transpose(1, 2)
         key, _ = self._apply_rope(key, key, cos, sin)
         return key, value
-
-    def _with_prefix(self, key: torch.Tensor, value: torch.Tensor,
-                     cached: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if cached is None:
-            return key, value
-        rows = key.shape[0]
-        keys = torch.cat([cached[0].expand(rows, -1, -1, -1), key], dim=2)
-        values = torch.cat([cached[1].expand(rows, -1, -1, -1), value], dim=2)
-        return keys, values
-
-    def _attend(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        if self._groups > 1:
-            keys = keys.repeat_interleave(self._groups, dim=1)
-            values = values.repeat_interleave(self._groups, dim=1)
-        return torch.nn.functional.scaled_dot_product_attention(
-            query, keys, values, attn_mask=mask, is_causal=causal and mask is None, scale=self._scaling
-        )
 
     def _embed(self, input_ids: torch.Tensor, images: Sequence[VisualInput], videos: Sequence[VisualInput]
                ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
