@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--shape", default="2b")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--images", action="store_true", help="also profile 16 896x896 image documents")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -57,10 +58,14 @@ def main() -> None:
     fast = scorer._fast  # noqa: SLF001
     n = len(pairs)
 
-    for chunk in (16, 32, 64):
-        scorer.pipeline_chunk = chunk
-        seconds = timed(lambda: scorer.score(pairs), 5)
-        log(f"score() wall, chunk {chunk:2d}: {seconds * 1e3:7.1f} ms = {n / seconds:6.1f} pairs/s")
+    for first, chunk in ((0, 64), (8, 64), (16, 64), (0, 32), (8, 32)):
+        scorer.pipeline_chunk, scorer.first_chunk = chunk, first
+        seconds = timed(lambda: scorer.score(pairs), 7)
+        log(f"score() wall, first chunk {first:2d}, chunk {chunk:2d}: {seconds * 1e3:7.1f} ms = {n / seconds:6.1f} pairs/s")
+    if fast.graphs is not None:
+        log(f"prefix graphs captured: {sorted(fast.graphs._graphs)} {fast.graphs.failed}")  # noqa: SLF001
+    if args.images:
+        image_profile(scorer, log, args.top)
     plain = qwen_gpu.PlainBatching(scorer, AutoTokenizer.from_pretrained(args.tokenizer))
     seconds = timed(lambda: plain.score(pairs), 5)
     log(f"plain batching wall     : {seconds * 1e3:7.1f} ms = {n / seconds:6.1f} pairs/s")
@@ -79,6 +84,8 @@ def main() -> None:
         f"({doc_tokens} real tokens, {batch.input_ids.numel() - doc_tokens} pads)")
     prefix = fast.prefix(*prefix_inputs)
     prefix_s = timed(lambda: fast.prefix(*prefix_inputs), 10)
+    eager_s = timed(lambda: fast._prefix_pass(*prefix_inputs), 10)  # noqa: SLF001
+    log(f"GPU prefix pass, layer by layer (no graph): {eager_s * 1e3:7.2f} ms")
     docs_s = timed(lambda: fast.documents(batch, prefix), 10)
     log(f"GPU prefix pass         : {prefix_s * 1e3:7.2f} ms")
     log(f"GPU document pass       : {docs_s * 1e3:7.2f} ms = {n / (docs_s + prefix_s):6.1f} pairs/s GPU-only")
@@ -122,6 +129,30 @@ def main() -> None:
         fast.documents(batch, prefix)
         torch.cuda.synchronize()
     log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.top, max_name_column_width=60))
+
+
+def image_profile(scorer, log, top: int) -> None:
+    """16 image documents: wall per batch size, vision tower vs language model, top kernels."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    pairs = qwen_gpu.image_pairs()[:16]
+    for batch in (8, 16):
+        scorer.max_batch_size = batch
+        seconds = timed(lambda: scorer.score(pairs), 3)
+        log(f"images: score() batch {batch}: {seconds * 1e3:7.1f} ms = {len(pairs) / seconds:6.1f} pairs/s")
+    encoded = scorer.encode(pairs)
+    seconds = timed(lambda: scorer.encode(pairs), 3)
+    log(f"images: CPU encode (preprocess 16 images): {seconds * 1e3:7.1f} ms")
+    inner = scorer._inner  # noqa: SLF001
+    from reranker.models.qwen3vl.fastpath import _visual_features
+    visuals = [v for e in encoded for v in e.images[e.query_images:]]
+    seconds = timed(lambda: _visual_features(inner.get_image_features, visuals, scorer._fast.device), 3)  # noqa: SLF001
+    log(f"images: vision tower for 16 images: {seconds * 1e3:7.1f} ms")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with record_function("score16"):
+            scorer.score(pairs)
+        torch.cuda.synchronize()
+    log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=top, max_name_column_width=60))
 
 
 def attention_bench(fast, batch, prefix, log) -> None:

@@ -141,10 +141,72 @@ class DocumentBatch:
     videos: tuple[VisualInput, ...]
 
 
+PREFIX_BUCKETS = (32, 64, 128, 256, 512)  # prefix lengths (tokens) served by CUDA graphs; longer: eager
+
+
+class PrefixGraphs:
+    """CUDA graphs of the text-only prefix pass, one per length bucket, captured on first use.
+
+    The prefix is right-padded to its bucket: attention is causal, so the real tokens' keys and
+    values do not depend on the padding, and only those are copied out. Captured lazily on the
+    thread that scores (never concurrently with its own replays); buckets share one memory pool.
+    """
+
+    def __init__(self, forward: Callable[..., PrefixState], pad_id: int, device: torch.device,
+                 buckets: Sequence[int] = PREFIX_BUCKETS) -> None:
+        self._forward = forward
+        self._pad_id = pad_id
+        self._device = device
+        self.buckets = tuple(sorted(buckets))
+        self._graphs: dict[int, tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._pool: Any = None
+        self._lock = threading.Lock()
+        self.failed: str = ""  # why capturing failed (then prefixes run eagerly)
+
+    def run(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> PrefixState | None:
+        """The prefix state, or None when no bucket holds this length (or capturing failed)."""
+        length = int(input_ids.shape[1])
+        bucket = next((b for b in self.buckets if b >= length), None)
+        if bucket is None or self.failed:
+            return None
+        with self._lock:
+            entry = self._graphs.get(bucket)
+            if entry is None:
+                try:
+                    entry = self._capture(bucket)
+                except Exception as exc:  # noqa: BLE001  an unsupported case: eager serves, same results
+                    self.failed = f"{type(exc).__name__}: {exc}"
+                    return None
+            graph, ids, positions, stacked = entry
+            ids[:, :length].copy_(input_ids)
+            positions[:, :, :length].copy_(position_ids)
+            graph.replay()
+            kv = stacked[:, :, :, :length].clone()  # (2, layers, kv_heads, length, head_dim)
+        return PrefixState(list(kv[0, :, None]), list(kv[1, :, None]), length)
+
+    def _capture(self, bucket: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids = torch.full((1, bucket), self._pad_id, dtype=torch.long, device=self._device)
+        positions = torch.arange(bucket, device=self._device).view(1, 1, bucket).repeat(3, 1, 1)
+        stream = torch.cuda.Stream(self._device)
+        stream.wait_stream(torch.cuda.current_stream(self._device))
+        with torch.cuda.stream(stream):
+            self._forward(ids, positions, (), ())  # allocations and library handles before capture
+        torch.cuda.current_stream(self._device).wait_stream(stream)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool, stream=stream, capture_error_mode="thread_local"):
+            state = self._forward(ids, positions, (), ())
+            stacked = torch.stack([torch.cat(state.keys), torch.cat(state.values)])
+        self._graphs[bucket] = (graph, ids, positions, stacked)
+        return self._graphs[bucket]
+
+
 class PrefixForward:
     """Runs prefix and document passes over a loaded Qwen3VLModel (`model.model`)."""
 
-    def __init__(self, inner: Any, direction: torch.Tensor, image_pad_id: int, video_pad_id: int) -> None:
+    def __init__(self, inner: Any, direction: torch.Tensor, image_pad_id: int, video_pad_id: int,
+                 pad_id: int = 0) -> None:
         self._inner = inner
         self._text = inner.language_model
         self._layers = list(self._text.layers)
@@ -161,6 +223,7 @@ class PrefixForward:
         self.device = self._text.embed_tokens.weight.device
         self.ops = Ops()
         self._compiling: threading.Thread | None = None
+        self.graphs = PrefixGraphs(self._prefix_pass, pad_id, self.device) if self.device.type == "cuda" else None
         from transformers.models.qwen3_vl import modeling_qwen3_vl
 
         self._apply_rope = modeling_qwen3_vl.apply_rotary_pos_emb
@@ -217,7 +280,17 @@ class PrefixForward:
     @torch.inference_mode()
     def prefix(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
                images: Sequence[VisualInput], videos: Sequence[VisualInput]) -> PrefixState:
-        """input_ids (1, L), position_ids (3, 1, L) on the device."""
+        """input_ids (1, L), position_ids (3, 1, L) on the device. A text-only prefix replays a
+        CUDA graph of its length bucket once the compiled layers serve (batch 1 is bound by
+        launching kernels, not by the GPU); otherwise the layers run one by one."""
+        if self.graphs is not None and self.fused and not images and not videos:
+            state = self.graphs.run(input_ids, position_ids)
+            if state is not None:
+                return state
+        return self._prefix_pass(input_ids, position_ids, images, videos)
+
+    def _prefix_pass(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
+                     images: Sequence[VisualInput], videos: Sequence[VisualInput]) -> PrefixState:
         hidden, visual_mask, deepstack = self._embed(input_ids, images, videos)
         cos, sin = self._text.rotary_emb(hidden, position_ids)
         keys: list[torch.Tensor] = []

@@ -29,6 +29,7 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_BATCH_TOKENS = 32768
 MIN_PREFIX_TOKENS = 8  # below this a shared prefix is not worth its own pass
 PIPELINE_CHUNK = 32  # pairs encoded ahead (in a thread) while the GPU scores the previous chunk
+FIRST_CHUNK = 8  # the first chunk is small: its encoding is the only one the GPU waits for
 
 
 def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int) -> list[list[int]]:
@@ -77,6 +78,7 @@ class QwenScorer:
         # On by default on CUDA; the CPU keeps the plain path (measured no faster there on a busy box).
         self.prefix_reuse = self._fast is not None and self._fast.device.type == "cuda"
         self.pipeline_chunk = PIPELINE_CHUNK
+        self.first_chunk = FIRST_CHUNK  # 0: the first chunk is pipeline_chunk long too
         self.compiled = threading.Event()  # set once fused kernels serve (or compiling gave up)
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -156,8 +158,8 @@ class QwenScorer:
         """Chunks of planned batches; on CUDA chunk k+1 is encoded in a thread during chunk k.
         The token count of each pair goes into lengths."""
         sides: dict = {}
-        step = max(1, self.pipeline_chunk)
-        chunks = [range(start, min(start + step, len(pairs))) for start in range(0, len(pairs), step)]
+        pipelined = self._fast is not None and self._fast.device.type == "cuda"
+        chunks = pipeline_chunks(len(pairs), max(1, self.pipeline_chunk), self.first_chunk if pipelined else 0)
 
         def prepare(chunk: range) -> list[tuple[Any, Any, list[int], DocumentBatch]]:
             encoded = self._encoder.encode_all([pairs[i] for i in chunk], sides, first_index=chunk.start)
@@ -165,7 +167,7 @@ class QwenScorer:
                 lengths[index] = len(item)
             return self._plan_prefix_batches(list(chunk), encoded)
 
-        if self._fast is None or self._fast.device.type != "cuda" or len(chunks) < 2:
+        if not pipelined or len(chunks) < 2:
             for chunk in chunks:
                 yield prepare(chunk)
             return
@@ -258,6 +260,18 @@ class QwenScorer:
             torch.cuda.empty_cache()
 
 
+def pipeline_chunks(count: int, step: int, first: int = 0) -> list[range]:
+    """Index ranges of the pipeline: an optional short first chunk (only its encoding is not
+    overlapped with the GPU), then chunks of `step`."""
+    starts = [0]
+    following = first if 0 < first < step else step
+    while following < count:
+        starts.append(following)
+        following += step
+    bounds = starts + [count]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
 def shared_prefix_length(items: Sequence[EncodedPair]) -> int:
     """Tokens every item starts with, before any document vision token and the last token."""
     limit = min(item.prefix_limit for item in items)
@@ -311,7 +325,7 @@ def _prefix_forward(model: Any, direction: torch.Tensor, encoder: PairEncoder) -
     if device_map and len(set(device_map.values())) > 1:
         return None
     try:
-        return PrefixForward(model.model, direction, encoder.image_pad_id, encoder.video_pad_id)
+        return PrefixForward(model.model, direction, encoder.image_pad_id, encoder.video_pad_id, encoder.pad_id)
     except (AttributeError, ImportError):
         return None
 
