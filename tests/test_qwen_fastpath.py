@@ -146,15 +146,3 @@ def test_compiled_layers_equal_the_eager_layers(scorer):
         fast.ops = saved
     assert np.max(np.abs(np.array(compiled) - np.array(eager))) < 1e-5
 
-
-def test_pipeline_chunks_start_short_then_step():
-    from reranker.models.qwen3vl.scorer import pipeline_chunks
-
-    def spans(*args):
-        return [(r.start, r.stop) for r in pipeline_chunks(*args)]
-
-    assert spans(64, 64, 8) == [(0, 8), (8, 64)]
-    assert spans(100, 32, 8) == [(0, 8), (8, 40), (40, 72), (72, 100)]
-    assert spans(64, 32, 0) == [(0, 32), (32, 64)]
-    assert spans(5, 32, 8) == [(0, 5)]
-    assert spans(0, 32, 8) == []

@@ -139,6 +139,10 @@ class DocumentBatch:
     last: torch.Tensor  # (B,) long: index of each row's last real token
     images: tuple[VisualInput, ...]
     videos: tuple[VisualInput, ...]
+    # The images' and videos' uint8 patches concatenated (pinned when built for a GPU), so that the
+    # scoring thread only starts a non-blocking copy; None: concatenated when needed.
+    image_pixels: torch.Tensor | None = None
+    video_pixels: torch.Tensor | None = None
 
 
 PREFIX_BUCKETS = (32, 64, 128, 256, 512)  # prefix lengths (tokens) served by CUDA graphs; longer: eager
@@ -308,7 +312,8 @@ class PrefixForward:
         """Logits (yes - no), float32, one per row, left on the device (no synchronisation)."""
         input_ids, position_ids, last = batch.input_ids, batch.position_ids, batch.last
         length = input_ids.shape[1]
-        hidden, visual_mask, deepstack = self._embed(input_ids, batch.images, batch.videos)
+        hidden, visual_mask, deepstack = self._embed(input_ids, batch.images, batch.videos,
+                                                     (batch.image_pixels, batch.video_pixels))
         cos, sin = self._text.rotary_emb(hidden, position_ids)
         past = prefix.length if prefix is not None else 0
         mask = None
@@ -364,7 +369,8 @@ class PrefixForward:
         key, _ = self._apply_rope(key, key, cos, sin)
         return key, value
 
-    def _embed(self, input_ids: torch.Tensor, images: Sequence[VisualInput], videos: Sequence[VisualInput]
+    def _embed(self, input_ids: torch.Tensor, images: Sequence[VisualInput], videos: Sequence[VisualInput],
+               pixels: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
                ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
         """Token embeddings with vision features scattered in, the visual mask and deepstack features."""
         hidden = self._text.embed_tokens(input_ids)
@@ -372,13 +378,13 @@ class PrefixForward:
             return hidden, None, None
         parts = []
         masks = []
-        for visuals, pad_id, features in (
-            (images, self._image_pad_id, self._inner.get_image_features),
-            (videos, self._video_pad_id, self._inner.get_video_features),
+        for visuals, pad_id, features, stacked in (
+            (images, self._image_pad_id, self._inner.get_image_features, pixels[0]),
+            (videos, self._video_pad_id, self._inner.get_video_features, pixels[1]),
         ):
             if not visuals:
                 continue
-            embeds, deep = _visual_features(features, visuals, self.device)
+            embeds, deep = _visual_features(features, visuals, self.device, stacked)
             mask = input_ids == pad_id
             hidden = hidden.masked_scatter(mask[..., None], embeds.to(hidden.dtype))
             parts.append((mask, deep))
@@ -398,11 +404,22 @@ class PrefixForward:
         return hidden, visual_mask, deepstack
 
 
-def _visual_features(features: Any, visuals: Sequence[VisualInput], device: torch.device
-                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def stacked_pixels(visuals: Sequence[VisualInput], pin: bool) -> torch.Tensor | None:
+    """The uint8 patches of visuals as one tensor (pinned for a fast, non-blocking copy to a GPU)."""
+    if not visuals:
+        return None
     import numpy as np
 
-    pixels = torch.from_numpy(np.concatenate([v.pixel_values for v in visuals])).to(device, non_blocking=True)
+    pixels = torch.from_numpy(np.concatenate([v.pixel_values for v in visuals]))
+    return pixels.pin_memory() if pin else pixels
+
+
+def _visual_features(features: Any, visuals: Sequence[VisualInput], device: torch.device,
+                     stacked: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    if stacked is None:
+        stacked = stacked_pixels(visuals, pin=False)
+        assert stacked is not None
+    pixels = stacked.to(device, non_blocking=True)
     grid = torch.tensor([v.grid_thw for v in visuals], dtype=torch.long, device=device)
     output = features(normalize(pixels), grid)
     if isinstance(output, tuple):  # transformers 4.57: (embeds, deepstack)

@@ -19,7 +19,7 @@ from reranker.content import Content, Pair
 from reranker.errors import NotReady
 from reranker.models.base import ModelInfo
 from reranker.models.tokens import TextMeasure
-from reranker.models.qwen3vl.fastpath import DocumentBatch, PrefixForward, PrefixState
+from reranker.models.qwen3vl.fastpath import DocumentBatch, PrefixForward, PrefixState, stacked_pixels
 from reranker.models.qwen3vl.inputs import EncodedPair, PairEncoder, mrope_positions
 from reranker.models.qwen3vl.prompt import MAX_LENGTH
 from reranker.models.qwen3vl.vision import normalize
@@ -29,7 +29,6 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_BATCH_TOKENS = 32768
 MIN_PREFIX_TOKENS = 8  # below this a shared prefix is not worth its own pass
 PIPELINE_CHUNK = 32  # pairs encoded ahead (in a thread) while the GPU scores the previous chunk
-FIRST_CHUNK = 8  # the first chunk is small: its encoding is the only one the GPU waits for
 
 
 def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int) -> list[list[int]]:
@@ -78,7 +77,6 @@ class QwenScorer:
         # On by default on CUDA; the CPU keeps the plain path (measured no faster there on a busy box).
         self.prefix_reuse = self._fast is not None and self._fast.device.type == "cuda"
         self.pipeline_chunk = PIPELINE_CHUNK
-        self.first_chunk = FIRST_CHUNK  # 0: the first chunk is pipeline_chunk long too
         self.compiled = threading.Event()  # set once fused kernels serve (or compiling gave up)
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -159,7 +157,8 @@ class QwenScorer:
         The token count of each pair goes into lengths."""
         sides: dict = {}
         pipelined = self._fast is not None and self._fast.device.type == "cuda"
-        chunks = pipeline_chunks(len(pairs), max(1, self.pipeline_chunk), self.first_chunk if pipelined else 0)
+        step = max(1, self.pipeline_chunk)
+        chunks = [range(start, min(start + step, len(pairs))) for start in range(0, len(pairs), step)]
 
         def prepare(chunk: range) -> list[tuple[Any, Any, list[int], DocumentBatch]]:
             encoded = self._encoder.encode_all([pairs[i] for i in chunk], sides, first_index=chunk.start)
@@ -260,18 +259,6 @@ class QwenScorer:
             torch.cuda.empty_cache()
 
 
-def pipeline_chunks(count: int, step: int, first: int = 0) -> list[range]:
-    """Index ranges of the pipeline: an optional short first chunk (only its encoding is not
-    overlapped with the GPU), then chunks of `step`."""
-    starts = [0]
-    following = first if 0 < first < step else step
-    while following < count:
-        starts.append(following)
-        following += step
-    bounds = starts + [count]
-    return [range(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
 def shared_prefix_length(items: Sequence[EncodedPair]) -> int:
     """Tokens every item starts with, before any document vision token and the last token."""
     limit = min(item.prefix_limit for item in items)
@@ -304,9 +291,11 @@ def document_batch(batch: Sequence[EncodedPair], prefix: int, encoder: PairEncod
         shared = prefix > 0
         images.extend(item.images[item.query_images:] if shared else item.images)
         videos.extend(item.videos[item.query_videos:] if shared else item.videos)
-    if torch.cuda.is_available():
+    pin = torch.cuda.is_available()
+    if pin:
         input_ids, position_ids, last = input_ids.pin_memory(), position_ids.pin_memory(), last.pin_memory()
-    return DocumentBatch(input_ids, position_ids, last, tuple(images), tuple(videos))
+    return DocumentBatch(input_ids, position_ids, last, tuple(images), tuple(videos),
+                         stacked_pixels(images, pin), stacked_pixels(videos, pin))
 
 
 def _to_device(batch: DocumentBatch, device: torch.device) -> DocumentBatch:
@@ -316,6 +305,8 @@ def _to_device(batch: DocumentBatch, device: torch.device) -> DocumentBatch:
         batch.last.to(device, non_blocking=True),
         batch.images,
         batch.videos,
+        None if batch.image_pixels is None else batch.image_pixels.to(device, non_blocking=True),
+        None if batch.video_pixels is None else batch.video_pixels.to(device, non_blocking=True),
     )
 
 
