@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Sequence
 
+import pytest
+
 from reranker.clock import SystemClock
 from reranker.content import Content, Pair
 from reranker.control.policy import TrafficPolicy
@@ -86,39 +88,67 @@ def test_same_weights_give_identical_golden_scores_while_live_traffic_runs() -> 
     assert golden_batches == models["v1~2"].batches  # the same chunks, in the same order
 
 
-def test_background_work_waits_for_live_batches_but_is_never_starved() -> None:
-    gate = DeviceGate(every=3)
+class StepClock:
+    """Each live or background section advances it by its own duration (deterministic shares)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_background_work_takes_its_share_of_device_time_and_is_never_starved() -> None:
+    """While live batches wait, background chunks get `share` of the device time: with share 0.25
+    and chunks as long as a live batch, one chunk after every 3 live batches; never starved."""
+    clock = StepClock()
+    gate = DeviceGate(share=0.25, clock=clock)
     order: list[str] = []
     hold = threading.Event()
     hold_taken = threading.Event()
 
-    def first_live() -> None:
-        with gate.live():
-            hold_taken.set()
-            hold.wait(5)
-            order.append("live-0")
-
-    def run(kind: str, name: str) -> None:
+    def section(kind: str, name: str, seconds: float = 1.0) -> None:
         with getattr(gate, kind)():
+            if name == "live-0":
+                hold_taken.set()
+                hold.wait(5)
+            clock.now += seconds
             order.append(name)
 
-    holder = threading.Thread(target=first_live)
+    holder = threading.Thread(target=section, args=("live", "live-0"))
     holder.start()
     assert hold_taken.wait(5)
-    background = threading.Thread(target=run, args=("background", "bg"))
-    background.start()
-    lives = [threading.Thread(target=run, args=("live", f"live-{i}")) for i in range(1, 6)]
+    threads = [threading.Thread(target=section, args=("background", f"bg-{i}")) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    lives = [threading.Thread(target=section, args=("live", f"live-{i}")) for i in range(1, 10)]
     for thread in lives:
         thread.start()
     deadline = time.monotonic() + 5
-    while (gate._live_waiting, gate._background_waiting) != (5, 1):  # everyone queued behind live-0
+    while (gate._live_waiting, gate._background_waiting) != (9, 3):  # everyone queued behind live-0
         assert time.monotonic() < deadline
         time.sleep(0.002)
     hold.set()
-    for thread in [holder, background, *lives]:
+    for thread in [holder, *threads, *lives]:
         thread.join(5)
-    position = order.index("bg")
-    assert 1 <= position <= 3, order  # behind live work, but after at most `every` live batches
+    assert len(order) == 13
+    backgrounds = [position for position, name in enumerate(order) if name.startswith("bg")]
+    # the first chunk cuts in at once (no debt yet), then one whenever 3 live seconds paid it back
+    assert backgrounds == [1, 5, 9], order
+
+
+def test_background_work_runs_freely_when_no_live_batch_waits() -> None:
+    clock = StepClock()
+    gate = DeviceGate(share=0.1, clock=clock)
+    for _ in range(5):
+        with gate.background():
+            clock.now += 1.0
+    assert gate._debt == 0  # noqa: SLF001  (nothing is charged while the device is otherwise idle)
+
+
+def test_share_must_be_a_fraction() -> None:
+    with pytest.raises(ValueError, match="share"):
+        DeviceGate(share=1.0)
 
 
 def test_a_second_version_gets_the_device_while_another_keeps_it_busy() -> None:

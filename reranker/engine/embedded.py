@@ -70,4 +70,4 @@ class EmbeddedEngines:
         """One gate per device: versions sharing it run their forward passes one at a time,
         live batches first (background work: golden-set chunks, paired replays)."""
         with self._lock:
-            return self._device_gates.setdefault(device, DeviceGate())
+            return self._device_gates.setdefault(device, DeviceGate(clock=self._clock.monotonic))

@@ -63,7 +63,7 @@ class Engine:
         self._model = model
         # Engines on one device share this gate: forward passes of two versions never overlap,
         # and background work (golden set, latency probes) yields to live batches.
-        self._gate = gate or DeviceGate()
+        self._gate = gate or DeviceGate(clock=clock.monotonic)
         self._info = model.info
         self._clock = clock
         self._cache = ScoreCache(settings.cache_entries)
