@@ -98,17 +98,19 @@ class StepClock:
         return self.now
 
 
-def test_background_work_takes_its_share_of_device_time_and_is_never_starved() -> None:
-    """While live batches wait, background chunks get `share` of the device time: with share 0.25
-    and chunks as long as a live batch, one chunk after every 3 live batches; never starved."""
+@pytest.mark.parametrize("gate_share, work_share", [(0.25, None), (0.1, 0.25)])
+def test_background_work_takes_its_share_of_device_time_and_is_never_starved(gate_share, work_share) -> None:
+    """While live batches wait, background chunks get their share of the device time (the gate's,
+    or the one the work asks for): at 0.25, with chunks as long as a live batch, one chunk after
+    every 3 live batches; never starved."""
     clock = StepClock()
-    gate = DeviceGate(share=0.25, clock=clock)
+    gate = DeviceGate(share=gate_share, clock=clock)
     order: list[str] = []
     hold = threading.Event()
     hold_taken = threading.Event()
 
     def section(kind: str, name: str, seconds: float = 1.0) -> None:
-        with getattr(gate, kind)():
+        with (gate.live() if kind == "live" else gate.background(work_share)):
             if name == "live-0":
                 hold_taken.set()
                 hold.wait(5)

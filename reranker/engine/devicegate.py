@@ -67,7 +67,12 @@ class DeviceGate:
             self._release()
 
     @contextmanager
-    def background(self) -> Iterator[None]:
+    def background(self, share: float | None = None) -> Iterator[None]:
+        """Background work; `share` (default: the gate's) is the most of the device time this
+        class of work may take from waiting live batches."""
+        if share is not None and not 0 < share < 1:
+            raise ValueError(f"share must be in (0, 1), got {share}")
+        weight = 1.0 if share is None else self._earn / (share / (1 - share))
         with self._cond:
             self._background_waiting += 1
             try:
@@ -82,7 +87,7 @@ class DeviceGate:
         finally:
             with self._cond:
                 if charged:
-                    self._debt += self._clock() - started
+                    self._debt += (self._clock() - started) * weight
             self._release()
 
     def _advance(self) -> None:

@@ -138,7 +138,8 @@ class Engine:
                     results[i] = value
         return Scoring([value for value in results if value is not None], len(missing), model_seconds, tokens)
 
-    def score_isolated(self, pairs: Sequence[Pair], session: dict | None = None) -> tuple[list[float], float]:
+    def score_isolated(self, pairs: Sequence[Pair], session: dict | None = None,
+                       share: float | None = None) -> tuple[list[float], float]:
         """Score exactly these pairs in one forward pass of their own, at background priority.
 
         Never mixed with live requests and never read from or written to the cache, so two
@@ -147,7 +148,7 @@ class Engine:
         score_isolated(). Returns the scores and the model seconds of that pass."""
         if self.state is EngineState.CLOSED:
             raise NotReady(f"engine for model {self._info.id} is closed; the pairs were not scored")
-        with self._gate.background():
+        with self._gate.background(share):
             started = self._clock.monotonic()
             try:
                 isolated = getattr(self._model, "score_isolated", None)

@@ -67,12 +67,14 @@ class DecodedSet:
         return sum(values) / len(values)
 
 
-def score_isolated(engine: ScoringEngine, pairs: list[Pair], session: dict) -> tuple[list[float], float]:
-    """The engine's isolated lane where it has one (the embedded Engine); otherwise (e.g. a Ray
-    deployment) its ordinary scoring, query by query, timed here."""
+def score_isolated(engine: ScoringEngine, pairs: list[Pair], session: dict, share: float | None = None
+                   ) -> tuple[list[float], float]:
+    """The engine's isolated lane where it has one (the embedded Engine; `share`: the most of the
+    device time this work may take from waiting live batches, default the gate's); otherwise (e.g.
+    a Ray deployment) its ordinary scoring, query by query, timed here."""
     isolated = getattr(engine, "score_isolated", None)
     if isolated is not None:
-        return isolated(pairs, session)
+        return isolated(pairs, session, share=share)
     started = time.monotonic()
     scores: list[float] = []
     i = 0

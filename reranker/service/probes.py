@@ -5,7 +5,9 @@ to a background thread that scores the same pairs on both versions in isolated f
 the background lane, alternating which goes first. The answer the user got is never changed.
 This gives the latency gate matched work under the same conditions (pairwise, per pair), and the
 error gate candidate runs even when no sticky user hashes into the candidate's share (mirroring).
-A budget caps the extra device time (default 10 %), so the replays do not move live latency much.
+A budget caps the extra device time (default 10 %), so the replays do not move live latency much;
+in the device gate they may take up to REPLAY_SHARE of the time from waiting live batches (more
+than the golden set's 10 %, so that the budget, not the gate, sets their pace).
 
 A model may keep caches of its own (the mini model keeps text embeddings and image words), and
 the version that served the request has it cached while the other has not: each chunk therefore
@@ -28,6 +30,7 @@ from reranker.errors import NotReady
 from reranker.service.golden import CHUNK_PAIRS, score_isolated
 
 log = logging.getLogger(__name__)
+REPLAY_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ class PairedReplays:
         except Exception as exc:  # a version leaving (rollback, promotion) is nobody's error
             raise _StableFailed(str(exc)) from exc
         try:
-            return score_isolated(engine, chunk, session)[1]
+            return score_isolated(engine, chunk, session, share=REPLAY_SHARE)[1]
         except NotReady as exc:
             raise _StableFailed(str(exc)) from exc
         except Exception as exc:
