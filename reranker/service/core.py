@@ -1,70 +1,52 @@
 """RerankService: the one facade both front ends (REST and Gradio) call."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import threading
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Mapping, Sequence
 
 from reranker.cancel import CancelToken
 from reranker.clock import Clock
-from reranker.content import Content
 from reranker.control.controller import RolloutController
 from reranker.control.gates import GateConfig
 from reranker.control.livestats import LiveStats
 from reranker.control.policy import TrafficPolicy, validate
 from reranker.control.ports import MemoryProbe as ProcessMemoryProbe
 from reranker.control.registry import Registry, VersionState
-from reranker.control.requestlog import RequestLogWriter, RequestRecord
-from reranker.control.router import RequestAttributes
+from reranker.control.requestlog import RequestLogWriter
 from reranker.control.store import Store
 from reranker.control.storehealth import StoreHealth
 from reranker.engine.factory import make_engines
 from reranker.engine.port import ScoringEngine
 from reranker.evaluation import Decoders
-from reranker.errors import InputError, ModelLoadError, NotReady, RequestCancelled, RerankerError, StoreUnavailable
+from reranker.errors import ModelLoadError, NotReady, RerankerError, StoreUnavailable
 from reranker.media import MediaDecoder, MediaResolver
-from reranker.media.heap import trim_heap
 from reranker.media.urls import UrlFetcher
 from reranker.models.loading import load_model
 from reranker.models.memory import MemoryProbe
 from reranker.service.authlog import AdminAuth, AuthFailureLog
-from reranker.service.agreement import ShadowStats, rank_changes, ranking, spearman, top_k_overlap
+from reranker.service.agreement import ShadowStats
 from reranker.service.catalog import VersionCatalog
-from reranker.service.inputs import InputBuilder, top_results
+from reranker.service.inputs import InputBuilder
 from reranker.service.experiments import PolicyEpoch, ScoreHistory
 from reranker.service.metrics import ServiceMetrics
 from reranker.service.operator import VersionOperations, audit_refusal
 from reranker.service.report import ExperimentReports
-from reranker.service.types import CompareResult, RankedDocument, RankRequest, RankResult
+from reranker.service.types import CompareResult, RankRequest, RankResult
+from reranker.service.ranking import Ranking
 from reranker.service.replace import Admission, InPlaceReplacer
 from reranker.service.rollout_ports import (
     DrainingUnloader, GoldenSetValidator, ProcessMemory, RegistryTraffic, VersionLoader, default_golden,
 )
 from reranker.service.probes import PairedReplays
 from reranker.service.updates import StoreSink, UpdateManager
-from reranker.truncation import TokenLimits
 from reranker.service.workpool import WorkPool
 from reranker.service.versions import LoadJob, Loader, VersionManager
 from reranker.service.views import AuditEntryView, ExperimentReport, StatusView, TrafficView, VersionView
 from reranker.settings import Settings
 
 log = logging.getLogger(__name__)
-SHADOW_TOP_K = 5
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Scored:
-    version: str
-    scores: list[float]
-    seconds: float  # model time of the batches that computed its pairs
-    latency_s: float  # the request's latency: arrival to answer, wall clock (reranker.control.measures)
-    tokens: int = 0  # tokens the model read for the request (its own tokenizer; cached pairs included)
 
 
 class RerankService:
@@ -83,8 +65,6 @@ class RerankService:
             error_min_samples=settings.gate_min_samples,
         )
         self.clock = clock
-        self._rng = rng or random.Random()
-        self._rng_lock = threading.Lock()
         self.store = Store(settings.data_dir / "reranker.sqlite3", clock)  # StoreUnavailable: one line
         self.registry: Registry[ScoringEngine] = Registry(clock)
         self.metrics = ServiceMetrics()
@@ -105,12 +85,13 @@ class RerankService:
                    if settings.allow_media_urls else None)
         self.inputs = InputBuilder(settings.limits, MediaResolver(settings.media_dirs, settings.limits, fetcher),
                                    self.decoder)
-        self._shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
         self.shadow_stats = ShadowStats()
         self.score_history = ScoreHistory()
         self.admission = Admission(settings.replace_wait_s)
         self.work = WorkPool(settings.server.rank_workers, settings.server.max_queue, clock)
         self.probes = PairedReplays(self.registry, self.live, clock)
+        self.ranking = Ranking(self.registry, self.inputs, self.admission, self.probes, self.metrics, self.live,
+                               self.score_history, self.shadow_stats, self.request_log, clock, rng or random.Random())
         self.policy_epoch = PolicyEpoch()  # when the traffic policy in force took effect
         self.updates = UpdateManager(self.store, self.metrics, clock, self._make_controller,
                                      settings.webhook_url, settings.rollout_time_scale)
@@ -284,137 +265,12 @@ class RerankService:
     # ---- ranking -------------------------------------------------------------------------
     def rank(self, request: RankRequest, pinned_version: str | None = None,
              cancel: CancelToken | None = None) -> RankResult:
-        """Rank one request. Once `cancel` is set (deadline, client gone) the work stops at the next
-        media item or frame, its queued pairs are dropped, and RequestCancelled is raised."""
-        started = self.clock.monotonic()
-        query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
-        request_id = request.request_id or uuid.uuid4().hex
-        with self.admission.admitted():
-            if pinned_version is not None:
-                scored, shadow = self._score_on(pinned_version, query, documents, request.instruction,
-                                                cancel=cancel, started=started, limits=request.limits), None
-            else:
-                scored, shadow = self._score_routed(request, query, documents, started, cancel)
-                self.probes.offer(query, documents, request.instruction)
-        result = self._result(request_id, scored, request.top_n, len(documents))
-        if any(item.images or item.videos for item in (query, *documents)):
-            trim_heap()  # the model's per-request buffers for media are freed: give the pages back
-        record = self._record(request, result)
-        if shadow is not None:
-            self._shadow_pool.submit(self._run_shadow, shadow, query, documents, request.instruction, scored, record,
-                                     request.limits)
-        else:
-            self.request_log.submit(record)
-        return result
+        """Rank one request (reranker.service.ranking.Ranking.rank)."""
+        return self.ranking.rank(request, pinned_version, cancel)
 
     def compare(self, request: RankRequest, versions: tuple[str, str],
                 cancel: CancelToken | None = None) -> CompareResult:
-        if versions[0] == versions[1]:
-            raise InputError(f"versions must be two different ids, got {list(versions)}")
-        started = self.clock.monotonic()
-        query, documents = self._cancellable(lambda: self.inputs.build(request, cancel), "decode")
-        results = []
-        for version in versions:
-            scored = self._score_on(version, query, documents, request.instruction, cancel=cancel, started=started,
-                                    limits=request.limits)
-            results.append(self._result(uuid.uuid4().hex, scored, request.top_n, len(documents)))
-            started = self.clock.monotonic()
-        k = request.top_n or min(10, len(documents))
-        order_a = [r.index for r in results[0].results] + _rest(results[0], len(documents))
-        order_b = [r.index for r in results[1].results] + _rest(results[1], len(documents))
-        changes = rank_changes(order_a, order_b, k)
-        return CompareResult(a=results[0], b=results[1], changes=tuple(changes))
-
-    def _cancellable(self, work: Callable[[], T], stage: str) -> T:
-        try:
-            return work()
-        except RequestCancelled as exc:
-            self.metrics.cancelled.labels(exc.reason, stage).inc()
-            raise
-
-    def _score_routed(self, request: RankRequest, query: Content, documents: list[Content],
-                      started: float, cancel: CancelToken | None = None) -> tuple[Scored, str | None]:
-        caller = request.caller
-        with self._rng_lock:
-            draw = self._rng.random()
-        attributes = RequestAttributes(region=caller.region, client_ip=caller.client_ip)
-        with self.registry.acquire_routed(caller.user_key, attributes, draw) as lease:
-            scored = self._timed(lease.route.version, lease.engine, query, documents, request.instruction,
-                                 started, cancel=cancel, limits=request.limits)
-        return scored, lease.route.shadow
-
-    def _score_on(self, version: str, query: Content, documents: list[Content], instruction: str | None,
-                  shadow: bool = False, cancel: CancelToken | None = None, started: float | None = None,
-                  limits: TokenLimits | None = None) -> Scored:
-        with self.registry.acquire(version) as engine:
-            return self._timed(version, engine, query, documents, instruction,
-                               self.clock.monotonic() if started is None else started, shadow, cancel, limits)
-
-    def _timed(self, version: str, engine: ScoringEngine, query: Content, documents: Sequence[Content],
-               instruction: str | None, started: float, shadow: bool = False,
-               cancel: CancelToken | None = None, limits: TokenLimits | None = None) -> Scored:
-        try:
-            scoring = engine.score_counted(query, documents, instruction, cancel, limits)
-        except RequestCancelled as exc:  # not a model error: the gates never see it
-            self.metrics.cancelled.labels(exc.reason, "scoring").inc()
-            self.metrics.cancelled_pairs.inc(exc.unscored_pairs)
-            raise
-        except RerankerError as exc:
-            seconds = self.clock.monotonic() - started
-            self._count(version, seconds, ok=False, kind=type(exc).__name__, n_docs=0, shadow=shadow)
-            raise
-        scores, seconds = scoring.scores, self.clock.monotonic() - started
-        self._count(version, seconds, ok=True, kind="", n_docs=len(documents), shadow=shadow)
-        self.score_history.add(version, scores)
-        return Scored(version, scores, scoring.model_seconds, seconds, scoring.tokens)
-
-    def _count(self, version: str, seconds: float, ok: bool, kind: str, n_docs: int, shadow: bool) -> None:
-        """One latency everywhere (reranker.control.measures): the request's wall-clock time from
-        arrival to answer feeds the live window (error-rate gate, status), /metrics and the request
-        log alike. The latency gate does not read it: two arms of unequal size are not comparable
-        per request, so it judges paired replays instead (service/probes.py). Shadow copies are
-        counted apart in /metrics."""
-        if not shadow:
-            self.live.record(version, seconds, ok, self.clock.now())
-        if shadow:
-            self.metrics.requests.labels(version, "shadow" if ok else "shadow_error").inc()
-            return
-        self.metrics.requests.labels(version, "ok" if ok else "error").inc()
-        self.metrics.latency.labels(version).observe(seconds)
-        if ok:
-            self.metrics.documents.labels(version).inc(n_docs)
-        else:
-            self.metrics.errors.labels(version, kind).inc()
-
-    def _result(self, request_id: str, scored: Scored, top_n: int | None, n_docs: int) -> RankResult:
-        ranked = tuple(RankedDocument(i, s) for i, s in top_results(scored.scores, top_n))
-        latency_ms = scored.latency_s * 1000.0
-        usage = {"model_ms": round(scored.seconds * 1000.0, 3), "total_tokens": scored.tokens}
-        return RankResult(request_id, scored.version, ranked, latency_ms, n_docs, usage)
-
-    def _record(self, request: RankRequest, result: RankResult) -> RequestRecord:
-        key = request.caller.user_key
-        return RequestRecord(
-            at=self.clock.now(), request_id=result.request_id, version=result.version,
-            n_documents=result.n_documents, latency_ms=result.latency_ms, status=200,
-            user_hash=hashlib.sha256(key.encode()).hexdigest()[:16] if key else None,
-            region=request.caller.region, top_primary=tuple(r.index for r in result.results[:SHADOW_TOP_K]),
-        )
-
-    def _run_shadow(self, shadow: str, query: Content, documents: list[Content], instruction: str | None,
-                    primary: Scored, record: RequestRecord, limits: TokenLimits | None = None) -> None:
-        """Score the same request on the shadow version; record both answers and their agreement."""
-        try:
-            other = self._score_on(shadow, query, documents, instruction, shadow=True, limits=limits)
-        except (RerankerError, NotReady) as exc:
-            log.warning("shadow request on %s failed: %s", shadow, exc)
-            self.request_log.submit(record)
-            return
-        order_p, order_s = ranking(primary.scores), ranking(other.scores)
-        overlap = top_k_overlap(order_p, order_s, SHADOW_TOP_K)
-        self.metrics.shadow_agreement.labels(primary.version, shadow).observe(overlap)
-        self.shadow_stats.record(primary.version, shadow, overlap, spearman(primary.scores, other.scores))
-        self.request_log.submit(_with_shadow(record, shadow, overlap, tuple(order_s[:SHADOW_TOP_K])))
+        return self.ranking.compare(request, versions, cancel)
 
     # ---- traffic -------------------------------------------------------------------------
     def traffic(self) -> TrafficView:
@@ -472,7 +328,7 @@ class RerankService:
         self.work.close()
         self.updates.close()
         self.probes.close()
-        self._shadow_pool.shutdown(wait=True, cancel_futures=True)
+        self.ranking.close()
         self.request_log.close()
         self.versions_manager.close_all()
         self.store.close()
@@ -484,11 +340,3 @@ def hub_download(hub_id: str, revision: str) -> str:
 
     return snapshot_download(hub_id, revision=revision)
 
-
-def _rest(result: RankResult, n: int) -> list[int]:
-    seen = {r.index for r in result.results}
-    return [i for i in range(n) if i not in seen]
-
-
-def _with_shadow(record: RequestRecord, shadow: str, overlap: float, top_shadow: tuple[int, ...]) -> RequestRecord:
-    return replace(record, shadow_version=shadow, shadow_agreement=overlap, top_shadow=top_shadow)
