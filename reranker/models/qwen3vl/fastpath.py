@@ -114,16 +114,17 @@ class Ops:
 RECOMPILE_LIMIT = 64  # per function: (batch 1 | batch n) x dtypes x model sizes resident in one process
 
 
-def compiled_ops() -> Ops:
+def compiled_ops(backend: str = "inductor") -> Ops:
     """torch.compile'd Ops (dynamic shapes; weights are arguments, so one compiled graph serves every
     layer of every loaded version). Dynamo keeps its compiled variants per function; the default
-    limit (8) is too low once two sizes and dtypes are resident."""
+    limit (8) is too low once two sizes and dtypes are resident. `backend`: "aot_eager" traces
+    as one graph without generating kernels (what the CPU tests check, in seconds)."""
     import torch._dynamo
 
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
-    options = {"dynamic": True, "fullgraph": True}
+    options = {"dynamic": True, "fullgraph": True, "backend": backend}
     return Ops(torch.compile(causal_layer, **options), torch.compile(document_layer, **options))
 
 
