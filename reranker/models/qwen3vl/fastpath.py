@@ -117,8 +117,8 @@ RECOMPILE_LIMIT = 64  # per function: (batch 1 | batch n) x dtypes x model sizes
 def compiled_ops(backend: str = "inductor") -> Ops:
     """torch.compile'd Ops (dynamic shapes; weights are arguments, so one compiled graph serves every
     layer of every loaded version). Dynamo keeps its compiled variants per function; the default
-    limit (8) is too low once two sizes and dtypes are resident. `backend`: "aot_eager" traces
-    as one graph without generating kernels (what the CPU tests check, in seconds)."""
+    limit (8) is too low once two sizes and dtypes are resident. `backend`: "eager" captures one
+    graph without generating kernels (what the CPU tests check, in seconds)."""
     import torch._dynamo
 
     config = torch._dynamo.config
