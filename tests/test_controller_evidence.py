@@ -5,7 +5,7 @@ from reranker.control.gates import GateConfig
 from reranker.control.plans import parse_plan
 from reranker.control.ports import EventLevel
 from reranker.control.status import derive_status
-from tests.test_controller import CAND, STABLE, Rig, S
+from tests.controller_rig import CAND, STABLE, Rig, S
 
 
 def test_with_evidence_required_a_stage_holds_until_its_gates_decide() -> None:

@@ -15,7 +15,7 @@ from reranker.control.ports import LoadPhase, LoadStatus
 from reranker.control.store import Store
 from reranker.service.metrics import ServiceMetrics
 from reranker.service.updates import StoreSink, UpdateManager
-from tests.test_controller import PASS, FakeLoader, FakeMemory, FakeTraffic, FakeUnloader, FakeValidator
+from tests.controller_rig import PASS, FakeLoader, FakeMemory, FakeTraffic, FakeUnloader, FakeValidator
 from reranker.control.livestats import LiveStats
 
 

@@ -76,7 +76,7 @@ class DeviceGate:
         with self._cond:
             self._background_waiting += 1
             try:
-                self._cond.wait_for(lambda: not self._busy and (self._live_waiting == 0 or self._debt <= PAID))
+                self._cond.wait_for(lambda: not self._busy and (self._live_waiting == 0 or self._paid()))
             finally:
                 self._background_waiting -= 1
             self._busy = True
@@ -100,7 +100,10 @@ class DeviceGate:
             self._serving_ticket += 1
 
     def _background_due(self) -> bool:
-        return self._background_waiting > 0 and self._debt <= PAID
+        return self._background_waiting > 0 and self._paid()
+
+    def _paid(self) -> bool:
+        return self._debt <= PAID
 
     def _release(self) -> None:
         with self._cond:

@@ -90,36 +90,37 @@ class PairedReplays:
                     return
                 replay, pair, self._pending = self._pending, self._pair, None
             assert replay is not None and pair is not None
-            spent = [0.0]  # device seconds of this replay's forward passes
             try:
-                self._replay(replay, *pair, spent)
+                spent = self._replay(replay, *pair)
             except Exception:  # the sampler must outlive anything; a lost replay is only less evidence
                 log.exception("paired replay failed")
+                spent = 0.0
             with self._cond:
-                self._not_before = self._clock.monotonic() + min(spent[0] * (1.0 / self._budget - 1.0), 5.0)
+                self._not_before = self._clock.monotonic() + min(spent * (1.0 / self._budget - 1.0), 5.0)
 
-    def _replay(self, replay: Replay, stable: str, candidate: str, spent: list[float]) -> None:
+    def _replay(self, replay: Replay, stable: str, candidate: str) -> float:
+        """Score the replay on both versions and record the pair; the device seconds it took."""
         pairs = [Pair(replay.query, document, replay.instruction) for document in replay.documents]
         chunks = [pairs[i:i + CHUNK_PAIRS] for i in range(0, len(pairs), CHUNK_PAIRS)]
         seconds = {stable: 0.0, candidate: 0.0}
+        warm_up = 0.0
         self._flip = not self._flip
         order = (candidate, stable) if self._flip else (stable, candidate)
         sessions: dict[str, dict] = {stable: {}, candidate: {}}  # each version's texts embedded afresh
         try:
             for chunk in chunks:
                 for version in order:  # untimed: both versions' image words are now cached
-                    spent[0] += self._score(version, chunk, candidate, {})
+                    warm_up += self._score(version, chunk, candidate, {})
                 for version in order:
-                    timed = self._score(version, chunk, candidate, sessions[version])
-                    seconds[version] += timed
-                    spent[0] += timed
+                    seconds[version] += self._score(version, chunk, candidate, sessions[version])
         except _StableFailed:
-            return  # the request itself is the problem (or the stable left): no evidence either way
+            return warm_up + sum(seconds.values())  # the request or the stable: no evidence either way
         except _CandidateFailed:
             self._live.record_pair(stable, candidate, None, None, False, self._clock.now())
-            return
+            return warm_up + sum(seconds.values())
         n = len(pairs)
         self._live.record_pair(stable, candidate, seconds[stable] / n, seconds[candidate] / n, True, self._clock.now())
+        return warm_up + sum(seconds.values())
 
     def _score(self, version: str, chunk: list[Pair], candidate: str, session: dict) -> float:
         try:
