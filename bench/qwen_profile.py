@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--shape", default="2b")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--images", action="store_true", help="also profile 16 896x896 image documents")
+    parser.add_argument("--images-only", action="store_true", help="profile the image documents only")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -57,6 +58,9 @@ def main() -> None:
     pairs = qwen_gpu.text_pairs(scorer, tokenizer)
     fast = scorer._fast  # noqa: SLF001
     n = len(pairs)
+    if args.images_only:
+        image_profile(scorer, log, args.top)
+        return
 
     for chunk in (16, 32, 64):
         scorer.pipeline_chunk = chunk
@@ -144,10 +148,28 @@ def image_profile(scorer, log, top: int) -> None:
     seconds = timed(lambda: scorer.encode(pairs), 3)
     log(f"images: CPU encode (preprocess 16 images): {seconds * 1e3:7.1f} ms")
     inner = scorer._inner  # noqa: SLF001
+    fast = scorer._fast  # noqa: SLF001
     from reranker.models.qwen3vl.fastpath import _visual_features
+    from reranker.models.qwen3vl.visiontower import VisionOps, device_patches, stacked_visuals
     visuals = [v for e in encoded for v in e.images[e.query_images:]]
-    seconds = timed(lambda: _visual_features(inner.get_image_features, visuals, scorer._fast.device), 3)  # noqa: SLF001
-    log(f"images: vision tower for 16 images: {seconds * 1e3:7.1f} ms")
+    seconds = timed(lambda: stacked_visuals(visuals, pin=True), 3)
+    log(f"images: CPU stack + pin 16 frames: {seconds * 1e3:7.1f} ms")
+    flat = stacked_visuals(visuals, pin=True)
+    seconds = timed(lambda: device_patches(flat.to(fast.device, non_blocking=True), visuals), 5)
+    log(f"images: copy + patchify on the GPU: {seconds * 1e3:7.2f} ms")
+    patches = device_patches(flat.to(fast.device), visuals)
+    grids = [v.grid_thw for v in visuals]
+    seconds = timed(lambda: _visual_features(inner.get_image_features, visuals, patches), 3)
+    log(f"images: HF vision tower, 16 images: {seconds * 1e3:7.1f} ms")
+    if fast.vision is not None:
+        seconds = timed(lambda: fast.vision.features(patches, grids, VisionOps()), 3)
+        log(f"images: our tower, eager, 16 images: {seconds * 1e3:7.1f} ms")
+        seconds = timed(lambda: fast.vision.features(patches, grids, fast.ops.vision), 3)
+        log(f"images: our tower, {'compiled' if fast.fused else 'eager'} ops, 16 images: {seconds * 1e3:7.1f} ms")
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fast.vision.features(patches, grids, fast.ops.vision)
+            torch.cuda.synchronize()
+        log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60))
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         with record_function("score16"):
             scorer.score(pairs)

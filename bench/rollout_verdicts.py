@@ -2,7 +2,11 @@
 
     .venv/bin/python bench/rollout_verdicts.py [--runs 3] [--clients 16] [--users many,few]
         [--scenarios identical,identical-new,slower,shifted,erroring] [--time-scale 0.2]
-        [--max-seconds 300] [--device cpu]
+        [--max-seconds 300] [--device cpu] [--model models/mini-v1]
+
+On the GPU (one in-process service, a Qwen3-VL checkpoint of the real 2B shapes, bf16):
+    python scripts/make_tiny_qwen.py /tmp/q2b --shape 2b --device cuda
+    python bench/rollout_verdicts.py --model /tmp/q2b --device cuda --scenarios identical,identical-new --users many
 
 One in-process service (mini-v1, the example golden set, a temp data dir) serves --clients threads
 that rank continuously: a fresh query each time (no answer from a score cache) over 10 documents
@@ -10,6 +14,8 @@ drawn from a pool. Users: "many" = every request has a new sticky user key; "few
 shared by all clients (at 5% share, typically none of them hashes into the candidate's range).
 For each scenario and user mix it runs --runs rollouts with the default plan compressed by
 --time-scale and the default gates:
+
+(--model another checkpoint: the identical scenarios only, the candidate a byte-identical copy.)
 
 - identical:     a copy of mini-v1, same-model mode                      expected: promoted
 - identical-new: a copy of mini-v1, new-model mode                       expected: promoted
@@ -29,6 +35,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -115,8 +122,18 @@ class Run:
     held_on_the_way: bool = False  # the banner said "holding: ... not enough traffic" at some point
 
 
-def model_dir(folder: Path, scenario: str) -> str:
+def model_dir(folder: Path, scenario: str, model: Path) -> str:
     changes = SCENARIOS[scenario][0]
+    if (model / "config.json").is_file():  # a checkpoint: the candidate is a byte-identical copy
+        directory = folder / f"{model.name}-{scenario}"
+        if not directory.exists():
+            directory.mkdir(parents=True)
+            for item in model.iterdir():
+                try:
+                    os.link(item, directory / item.name)
+                except OSError:
+                    shutil.copyfile(item, directory / item.name)
+        return str(directory)
     manifest = json.loads((ROOT / "models" / "mini-v1" / "reranker.json").read_text(encoding="utf-8"))
     manifest.update(changes, description=f"bench: mini-v1 with {changes or 'no change'}")
     directory = folder / f"mini-{scenario}"
@@ -127,11 +144,11 @@ def model_dir(folder: Path, scenario: str) -> str:
 
 
 def one_rollout(service: RerankService, clients: Clients, scenario: str, folder: Path, plan: str,
-                max_seconds: float, steady_s: float) -> Run:
+                max_seconds: float, steady_s: float, model: Path) -> Run:
     time.sleep(steady_s)  # steady state before the update (clients keep ranking)
     states: list[tuple[float, str]] = [(time.monotonic(), "before")]
     started = time.monotonic()
-    service.submit_update(model_dir(folder, scenario), plan=plan, mode=SCENARIOS[scenario][1], actor="bench")
+    service.submit_update(model_dir(folder, scenario, model), plan=plan, mode=SCENARIOS[scenario][1], actor="bench")
     status = service.status()
     held = False
     while status.state not in TERMINAL and time.monotonic() - started < max_seconds:
@@ -177,12 +194,12 @@ def _phase_at(states: list[tuple[float, str]], at: float) -> str:
     return phase
 
 
-def restore(service: RerankService, max_seconds: float) -> None:
-    """After a faulty candidate was promoted: put mini-v1 back (promote it at once)."""
+def restore(service: RerankService, max_seconds: float, model: Path) -> None:
+    """After a faulty candidate was promoted: put the original model back (promote it at once)."""
     stable = service.store.get_stable()
-    if stable is not None and stable.path.endswith("mini-v1"):
+    if stable is not None and Path(stable.path).resolve() == model.resolve():
         return
-    service.submit_update(str(ROOT / "models" / "mini-v1"), plan=[{"share": 100}], mode="new-model", actor="bench")
+    service.submit_update(str(model), plan=[{"share": 100}], mode="new-model", actor="bench")
     deadline = time.monotonic() + max_seconds
     while service.status().state not in TERMINAL and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -237,16 +254,22 @@ def main() -> None:
     parser.add_argument("--steady-seconds", type=float, default=5.0)
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "mini-v1",
+                        help="the stable model (a checkpoint directory: identical scenarios only)")
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
+    model = args.model.resolve()
+    faults = [s for s in scenarios if SCENARIOS[s][0]]
+    if (model / "config.json").is_file() and faults:
+        parser.error(f"{', '.join(faults)}: fault options exist for the mini backend only")
     runs: list[Run] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="rollout-verdicts-") as tmp:
         folder = Path(tmp)
-        settings = Settings(model=str(ROOT / "models" / "mini-v1"), data_dir=folder / "data",
+        settings = Settings(model=str(model), data_dir=folder / "data",
                             models_dir=ROOT / "models", device=args.device, rollout_time_scale=args.time_scale,
                             golden_set=ROOT / "assets" / "examples" / "labelled_set.json")
         for users in [u for u in args.users.split(",") if u]:
@@ -257,11 +280,11 @@ def main() -> None:
                 for scenario in scenarios:
                     for n in range(args.runs):
                         run = one_rollout(service, clients, scenario, folder, args.plan, args.max_seconds,
-                                          args.steady_seconds)
+                                          args.steady_seconds, model)
                         runs.append(run)
                         print(f"[{users}] {scenario} run {n + 1}/{args.runs}: {run.outcome} in {run.seconds:.1f} s "
                               f"{run.reason[:120]}", flush=True)
-                        restore(service, args.max_seconds)
+                        restore(service, args.max_seconds, model)
             finally:
                 clients.close()
                 service.close()

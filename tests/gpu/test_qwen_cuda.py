@@ -15,7 +15,7 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from reranker.content import Content, ImageItem, Pair  # noqa: E402
+from reranker.content import Content, ImageItem, Pair, VideoItem  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device machine)")
 
@@ -55,14 +55,23 @@ def scorer():
     loaded.close()
 
 
-def image(seed: int) -> ImageItem:
-    pixels = np.random.default_rng(seed).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+def image(seed: int, height: int = 64, width: int = 96) -> ImageItem:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     return ImageItem(Image.fromarray(pixels), f"{seed:064x}")
 
 
+def clip(count: int, seed: int) -> VideoItem:
+    rng = np.random.default_rng(seed)
+    frames = tuple(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(count))
+    return VideoItem(frames, tuple(float(i) for i in range(count)), f"{seed:064x}", float(count), 1.0)
+
+
 def pairs() -> list[Pair]:
+    """Documents of every kind: text, equal-size images (one batched vision attention call), a
+    different-size image (reordered and restored), a video with an image."""
     documents = [Content(text="The cat sat on the mat."), Content(text="Stock prices fell " * 20),
-                 Content(images=(image(1),)), Content(text="dog", images=(image(2),)), Content(text="x")]
+                 Content(images=(image(1),)), Content(text="dog", images=(image(2),)), Content(text="x"),
+                 Content(images=(image(4, 96, 64),)), Content(text="clip", videos=(clip(4, 5),), images=(image(6),))]
     queries = [Content(text="a cat"),  # prefix in the smallest bucket
                Content(text="which documents talk about cats " * 12),  # a larger bucket
                Content(text="long query " * 300),  # past the largest bucket: layer by layer
@@ -77,6 +86,7 @@ def test_compiled_layers_and_prefix_graphs_equal_one_by_one(scorer):
         scorer.pipeline_chunk = chunk
         got = scorer.score(items)
         assert np.max(np.abs(np.array(got) - np.array(expected))) < 1e-5, chunk
+    assert scorer._fast.vision is not None  # noqa: SLF001  our vision tower served the images
     graphs = scorer._fast.graphs  # noqa: SLF001
     assert not graphs.failed
     assert len(graphs._graphs) >= 2  # noqa: SLF001

@@ -14,8 +14,10 @@ replays a CUDA graph of its length bucket (PrefixGraphs), since a batch-1 pass i
 launching kernels. Both keep the fp32 scores within 1e-5 of one-by-one HF scoring
 (tests/gpu/test_qwen_cuda.py on the device machine).
 
-Vision: images and videos of a side run through the model's own vision tower
-(get_image_features / get_video_features), merged and deep-stacked as HF does.
+Vision: images and videos of a side run through our pass of the model's vision tower
+(visiontower.VisionTower: batched attention over equal-size frames, compiled blocks; HF's
+get_image_features / get_video_features when the layout is unknown), merged and deep-stacked as
+HF does.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from reranker.models.qwen3vl.vision import VisualInput, normalize
+from reranker.models.qwen3vl.visiontower import (
+    VisionOps, VisionTower, compile_vision_ops, device_patches, stacked_visuals,
+)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -109,6 +114,7 @@ class Ops:
 
     causal_layer: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = causal_layer
     document_layer: Callable[..., torch.Tensor] = document_layer
+    vision: VisionOps = VisionOps()
 
 
 RECOMPILE_LIMIT = 64  # per function: (batch 1 | batch n) x dtypes x model sizes resident in one process
@@ -125,7 +131,8 @@ def compiled_ops(backend: str = "inductor") -> Ops:
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
     options = {"dynamic": True, "fullgraph": True, "backend": backend}
-    return Ops(torch.compile(causal_layer, **options), torch.compile(document_layer, **options))
+    return Ops(torch.compile(causal_layer, **options), torch.compile(document_layer, **options),
+               compile_vision_ops(options))
 
 
 @dataclass
@@ -146,8 +153,8 @@ class DocumentBatch:
     last: torch.Tensor  # (B,) long: index of each row's last real token
     images: tuple[VisualInput, ...]
     videos: tuple[VisualInput, ...]
-    # The images' and videos' uint8 patches concatenated (pinned when built for a GPU), so that the
-    # scoring thread only starts a non-blocking copy; None: concatenated when needed.
+    # The images' and videos' uint8 bytes back to back (visiontower.stacked_visuals; pinned when
+    # built for a GPU), so that the scoring thread only starts a non-blocking copy; None: built when needed.
     image_pixels: torch.Tensor | None = None
     video_pixels: torch.Tensor | None = None
 
@@ -235,6 +242,10 @@ class PrefixForward:
         self.ops = Ops()
         self._compiling: threading.Thread | None = None
         self.graphs = PrefixGraphs(self._prefix_pass, pad_id, self.device) if self.device.type == "cuda" else None
+        try:
+            self.vision: VisionTower | None = VisionTower(inner.visual)
+        except AttributeError:  # a vision layout we do not know: HF's tower serves
+            self.vision = None
         from transformers.models.qwen3_vl import modeling_qwen3_vl
 
         self._apply_rope = modeling_qwen3_vl.apply_rotary_pos_emb
@@ -286,6 +297,11 @@ class PrefixForward:
             cos = torch.randn(rows, length, self._head_dim, device=self.device, dtype=dtype)
             mask = torch.ones((length, 11 + length), dtype=torch.bool, device=self.device).tril(11)
             ops.document_layer(x, cos, cos, weights, past, past, mask, self._eps, self._head_dim, self._scaling)
+        if self.vision is not None:
+            for grids in (((1, 4, 4),), ((1, 4, 6), (1, 4, 6))):
+                tokens = sum(t * h * w for t, h, w in grids)
+                patches = torch.randint(0, 256, (tokens, 1536), dtype=torch.uint8, device=self.device)
+                self.vision.features(patches, grids, ops.vision)
         torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
@@ -391,7 +407,14 @@ class PrefixForward:
         ):
             if not visuals:
                 continue
-            embeds, deep = _visual_features(features, visuals, self.device, stacked)
+            if stacked is None:
+                stacked = stacked_visuals(visuals, pin=False)
+                assert stacked is not None
+            patches = device_patches(stacked.to(self.device, non_blocking=True), visuals)
+            if self.vision is not None:
+                embeds, deep = self.vision.features(patches, [v.grid_thw for v in visuals], self.ops.vision)
+            else:
+                embeds, deep = _visual_features(features, visuals, patches)
             mask = input_ids == pad_id
             hidden = hidden.masked_scatter(mask[..., None], embeds.to(hidden.dtype))
             parts.append((mask, deep))
@@ -411,24 +434,11 @@ class PrefixForward:
         return hidden, visual_mask, deepstack
 
 
-def stacked_pixels(visuals: Sequence[VisualInput], pin: bool) -> torch.Tensor | None:
-    """The uint8 patches of visuals as one tensor (pinned for a fast, non-blocking copy to a GPU)."""
-    if not visuals:
-        return None
-    import numpy as np
-
-    pixels = torch.from_numpy(np.concatenate([v.pixel_values for v in visuals]))
-    return pixels.pin_memory() if pin else pixels
-
-
-def _visual_features(features: Any, visuals: Sequence[VisualInput], device: torch.device,
-                     stacked: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    if stacked is None:
-        stacked = stacked_pixels(visuals, pin=False)
-        assert stacked is not None
-    pixels = stacked.to(device, non_blocking=True)
-    grid = torch.tensor([v.grid_thw for v in visuals], dtype=torch.long, device=device)
-    output = features(normalize(pixels), grid)
+def _visual_features(features: Any, visuals: Sequence[VisualInput], patches: torch.Tensor
+                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """HF's tower (get_image_features / get_video_features) on uint8 patches already on the device."""
+    grid = torch.tensor([v.grid_thw for v in visuals], dtype=torch.long, device=patches.device)
+    output = features(normalize(patches), grid)
     if isinstance(output, tuple):  # transformers 4.57: (embeds, deepstack)
         embeds, deep = output[0], output[1]
     else:

@@ -19,10 +19,11 @@ from reranker.content import Content, Pair
 from reranker.errors import NotReady
 from reranker.models.base import ModelInfo
 from reranker.models.tokens import TextMeasure
-from reranker.models.qwen3vl.fastpath import DocumentBatch, PrefixForward, PrefixState, stacked_pixels
+from reranker.models.qwen3vl.fastpath import DocumentBatch, PrefixForward, PrefixState
 from reranker.models.qwen3vl.inputs import EncodedPair, PairEncoder, mrope_positions
 from reranker.models.qwen3vl.prompt import MAX_LENGTH
 from reranker.models.qwen3vl.vision import normalize
+from reranker.models.qwen3vl.visiontower import stacked_visuals
 
 BACKEND_NAME = "qwen3-vl"
 DEFAULT_MAX_BATCH_SIZE = 32
@@ -295,7 +296,7 @@ def document_batch(batch: Sequence[EncodedPair], prefix: int, encoder: PairEncod
     if pin:
         input_ids, position_ids, last = input_ids.pin_memory(), position_ids.pin_memory(), last.pin_memory()
     return DocumentBatch(input_ids, position_ids, last, tuple(images), tuple(videos),
-                         stacked_pixels(images, pin), stacked_pixels(videos, pin))
+                         stacked_visuals(images, pin), stacked_visuals(videos, pin))
 
 
 def _to_device(batch: DocumentBatch, device: torch.device) -> DocumentBatch:

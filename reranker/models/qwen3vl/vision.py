@@ -41,11 +41,21 @@ PATCH_DIM = 3 * TEMPORAL_PATCH * PATCH_SIZE * PATCH_SIZE
 
 @dataclass(frozen=True, eq=False)
 class VisualInput:
-    """One image or video, ready for the vision tower."""
+    """One image or video, ready for the vision tower.
 
-    pixel_values: np.ndarray  # (grid_t * grid_h * grid_w, PATCH_DIM) uint8, see normalize()
+    data: a still image's resized (H, W, 3) uint8 frame (still=True; the GPU path cuts it into
+    patches on the device), or a video's uint8 patches. pixel_values: the patches either way.
+    """
+
+    data: np.ndarray
     grid_thw: tuple[int, int, int]
     timestamps: tuple[float, ...] = ()  # videos: seconds per temporal patch (frame pair)
+    still: bool = False
+
+    @property
+    def pixel_values(self) -> np.ndarray:
+        """(grid_t * grid_h * grid_w, PATCH_DIM) uint8 patches, see normalize()."""
+        return patchify_still(self.data)[0] if self.still else self.data
 
     @property
     def tokens_per_frame(self) -> int:
@@ -165,8 +175,8 @@ def prepare_image(item: ImageItem) -> VisualInput:
     """An image as one temporal patch (the frame repeated twice)."""
     width, height = item.image.size
     target_h, target_w = smart_resize(height, width)
-    pixel_values, grid = patchify_still(resized_rgb(item.image, target_h, target_w))
-    return VisualInput(pixel_values, grid)
+    frame = resized_rgb(item.image, target_h, target_w)
+    return VisualInput(frame, (1, target_h // PATCH_SIZE, target_w // PATCH_SIZE), still=True)
 
 
 def prepare_video(item: VideoItem) -> VisualInput:
