@@ -352,11 +352,11 @@ class _EagerLayers:
         from reranker.models.qwen3vl.fastpath import Ops
 
         fast = self._scorer._fast  # noqa: SLF001
-        compiled, fast.ops = fast.ops, Ops()
+        compiled, fast.kernels.ops = fast.kernels.ops, Ops()
         try:
             return self._scorer.score(pairs)
         finally:
-            fast.ops = compiled
+            fast.kernels.ops = compiled
 
 
 class _PlainScorer:

@@ -19,6 +19,7 @@ from packaging.version import Version
 
 from reranker.errors import InsufficientMemory, ModelLoadError
 from reranker.models.base import Placement
+from reranker.models.qwen3vl.kernels import SharedKernels
 from reranker.models.qwen3vl.scorer import (
     BACKEND_NAME, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, QwenScorer,
 )
@@ -98,6 +99,7 @@ class Qwen3VLBackend:
     ) -> None:
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
+        self._kernels: dict[str, SharedKernels] = {}  # per device: compiled once, used by every version
 
     def matches(self, path: Path) -> bool:
         config = Path(path) / "config.json"
@@ -152,6 +154,7 @@ class Qwen3VLBackend:
             path=str(path),
             max_batch_size=self.max_batch_size,
             max_batch_tokens=self.max_batch_tokens,
+            kernels=self._kernels.setdefault(str(next(model.parameters()).device), SharedKernels()),
         )
         scorer.load_phases = phases
         return scorer

@@ -8,8 +8,9 @@ so every document token sees exactly what it sees in a full forward pass. Only t
 last position is normed and scored. fp32 scores equal HF's full forward within float rounding
 (tests/test_qwen_fastpath.py); the math per layer is HF Qwen3VLTextDecoderLayer's.
 
-Speed on a GPU: a decoder layer is one function of its weights (causal_layer, document_layer),
-torch.compile'd in the background once the model serves (eager until then); a text-only prefix
+Speed on a GPU: a decoder layer is one function of its weights (layers.causal_layer,
+document_layer), torch.compile'd once per device for all versions (kernels.SharedKernels; eager
+until then); a text-only prefix
 replays a CUDA graph of its length bucket (PrefixGraphs), since a batch-1 pass is bound by
 launching kernels. Both keep the fp32 scores within 1e-5 of one-by-one HF scoring
 (tests/gpu/test_qwen_cuda.py on the device machine).
@@ -27,112 +28,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from reranker.models.qwen3vl.kernels import Ops, SharedKernels, compiled_ops
+from reranker.models.qwen3vl.layers import causal_layer, document_layer, layer_weights
 from reranker.models.qwen3vl.vision import VisualInput, normalize
-from reranker.models.qwen3vl.visiontower import (
-    VisionOps, VisionTower, compile_vision_ops, device_patches, stacked_visuals,
-)
+from reranker.models.qwen3vl.visiontower import VisionTower, device_patches, stacked_visuals
 
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """Qwen3VLTextRMSNorm's math: float32 statistics, cast back, then the weight."""
-    dtype = x.dtype
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-# A decoder layer's weights, in this order (biases None when the checkpoint has none):
-# input norm, q, q bias, k, k bias, v, v bias, q norm, k norm, o, o bias, post-attention norm, gate, up, down.
-LayerWeights = tuple
-
-
-def layer_weights(layer: Any) -> LayerWeights:
-    attn, mlp = layer.self_attn, layer.mlp
-    return (layer.input_layernorm.weight, attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight,
-            attn.k_proj.bias, attn.v_proj.weight, attn.v_proj.bias, attn.q_norm.weight, attn.k_norm.weight,
-            attn.o_proj.weight, attn.o_proj.bias, layer.post_attention_layernorm.weight,
-            mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
-
-
-def _project(hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights, eps: float,
-             head_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Input norm, q/k/v projections, per-head q/k RMSNorm, M-RoPE (HF apply_rotary_pos_emb):
-    query, key and value as (B, heads, S, head_dim)."""
-    linear = torch.nn.functional.linear
-    rows, length = hidden.shape[:2]
-    normed = rms_norm(hidden, w[0], eps)
-    q = rms_norm(linear(normed, w[1], w[2]).view(rows, length, -1, head_dim), w[7], eps).transpose(1, 2)
-    k = rms_norm(linear(normed, w[3], w[4]).view(rows, length, -1, head_dim), w[8], eps).transpose(1, 2)
-    v = linear(normed, w[5], w[6]).view(rows, length, -1, head_dim).transpose(1, 2)
-    c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-    return q * c + _rotate_half(q) * s, k * c + _rotate_half(k) * s, v
-
-
-def _finish(hidden: torch.Tensor, attended: torch.Tensor, w: LayerWeights, eps: float) -> torch.Tensor:
-    """o projection, residual, post-attention norm, SwiGLU MLP, residual."""
-    linear = torch.nn.functional.linear
-    rows, length = hidden.shape[:2]
-    hidden = hidden + linear(attended.transpose(1, 2).reshape(rows, length, -1), w[9], w[10])
-    normed = rms_norm(hidden, w[11], eps)
-    return hidden + linear(torch.nn.functional.silu(linear(normed, w[12])) * linear(normed, w[13]), w[14])
-
-
-def causal_layer(hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights, eps: float,
-                 head_dim: int, scaling: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """HF Qwen3VLTextDecoderLayer over whole right-padded sequences (causal): the new hidden state
-    and this layer's post-RoPE keys and values. Grouped-query attention without repeating K/V."""
-    query, key, value = _project(hidden, cos, sin, w, eps, head_dim)
-    attended = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, is_causal=True, scale=scaling, enable_gqa=True)
-    return _finish(hidden, attended, w, eps), key, value
-
-
-def document_layer(hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: LayerWeights,
-                   past_key: torch.Tensor, past_value: torch.Tensor, mask: torch.Tensor, eps: float,
-                   head_dim: int, scaling: float) -> torch.Tensor:
-    """The same layer for documents after a shared prefix: every row attends to [prefix | own]
-    keys under `mask` (causal, aligned at the bottom right)."""
-    query, key, value = _project(hidden, cos, sin, w, eps, head_dim)
-    rows = hidden.shape[0]
-    keys = torch.cat([past_key.expand(rows, -1, -1, -1), key], dim=2)
-    values = torch.cat([past_value.expand(rows, -1, -1, -1), value], dim=2)
-    attended = torch.nn.functional.scaled_dot_product_attention(
-        query, keys, values, attn_mask=mask, scale=scaling, enable_gqa=True)
-    return _finish(hidden, attended, w, eps)
-
-
-@dataclass(frozen=True)
-class Ops:
-    """A whole decoder layer (matrix products included), eager or compiled: compiled, one call
-    launches a handful of fused kernels instead of ~30 eager operations, which matters most where
-    the GPU work is small (the batch-1 prefix pass is bound by Python launching kernels)."""
-
-    causal_layer: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = causal_layer
-    document_layer: Callable[..., torch.Tensor] = document_layer
-    vision: VisionOps = VisionOps()
-
-
-RECOMPILE_LIMIT = 64  # per function: (batch 1 | batch n) x dtypes x model sizes resident in one process
-
-
-def compiled_ops(backend: str = "inductor") -> Ops:
-    """torch.compile'd Ops (dynamic shapes; weights are arguments, so one compiled graph serves every
-    layer of every loaded version). Dynamo keeps its compiled variants per function; the default
-    limit (8) is too low once two sizes and dtypes are resident. `backend`: "eager" captures one
-    graph without generating kernels (what the CPU tests check, in seconds)."""
-    import torch._dynamo
-
-    config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
-    options = {"dynamic": True, "fullgraph": True, "backend": backend}
-    return Ops(torch.compile(causal_layer, **options), torch.compile(document_layer, **options),
-               compile_vision_ops(options))
+__all__ = ["DocumentBatch", "Ops", "PrefixForward", "PrefixState", "causal_layer", "compiled_ops", "document_layer"]
 
 
 @dataclass
@@ -224,7 +125,7 @@ class PrefixForward:
     """Runs prefix and document passes over a loaded Qwen3VLModel (`model.model`)."""
 
     def __init__(self, inner: Any, direction: torch.Tensor, image_pad_id: int, video_pad_id: int,
-                 pad_id: int = 0) -> None:
+                 pad_id: int = 0, kernels: SharedKernels | None = None) -> None:
         self._inner = inner
         self._text = inner.language_model
         self._layers = list(self._text.layers)
@@ -239,8 +140,7 @@ class PrefixForward:
         self._image_pad_id = image_pad_id
         self._video_pad_id = video_pad_id
         self.device = self._text.embed_tokens.weight.device
-        self.ops = Ops()
-        self._compiling: threading.Thread | None = None
+        self.kernels = kernels if kernels is not None else SharedKernels()
         self.graphs = PrefixGraphs(self._prefix_pass, pad_id, self.device) if self.device.type == "cuda" else None
         try:
             self.vision: VisionTower | None = VisionTower(inner.visual)
@@ -251,32 +151,25 @@ class PrefixForward:
         self._apply_rope = modeling_qwen3_vl.apply_rotary_pos_emb
 
     @property
+    def ops(self) -> Ops:
+        """The kernels in use now (shared by every version on this device)."""
+        return self.kernels.ops
+
+    @property
     def fused(self) -> bool:
         """True once the compiled layers serve."""
-        return self.ops.causal_layer is not causal_layer
+        return self.kernels.fused
 
-    def compile_in_background(self) -> threading.Event:
-        """Compile the decoder layer in a thread (first use compiles: seconds); the eager layer
-        serves meanwhile and the compiled one takes over once built. CUDA only. The event is set
-        when done (also when compiling failed: then the eager one stays)."""
-        done = threading.Event()
-        if self.device.type != "cuda" or self._compiling is not None:
+    def compile_in_background(self) -> tuple[threading.Event, bool]:
+        """Have the shared kernels compiled (first use compiles: seconds) in a thread; the eager
+        ones serve meanwhile. CUDA only. Returns the event set when done (also when compiling
+        failed: then the eager ones stay) and whether this call started the compile."""
+        if self.device.type != "cuda":
+            done = threading.Event()
             done.set()
-            return done
-
-        def build() -> None:
-            try:
-                ops = compiled_ops()
-                self._exercise(ops)
-                self.ops = ops
-            except Exception:  # no compiler toolchain or an unsupported case: eager stays
-                pass
-            finally:
-                done.set()
-
-        self._compiling = threading.Thread(target=build, name="qwen-compile", daemon=True)
-        self._compiling.start()
-        return done
+            return done, False
+        started = self.kernels.start(self._exercise)
+        return self.kernels.done, started
 
     @torch.inference_mode()
     def _exercise(self, ops: Ops) -> None:

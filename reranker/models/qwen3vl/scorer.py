@@ -20,6 +20,7 @@ from reranker.errors import NotReady
 from reranker.models.base import ModelInfo
 from reranker.models.tokens import TextMeasure
 from reranker.models.qwen3vl.fastpath import DocumentBatch, PrefixForward, PrefixState
+from reranker.models.qwen3vl.kernels import SharedKernels
 from reranker.models.qwen3vl.inputs import EncodedPair, PairEncoder, mrope_positions
 from reranker.models.qwen3vl.prompt import MAX_LENGTH
 from reranker.models.qwen3vl.vision import normalize
@@ -30,6 +31,8 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_BATCH_TOKENS = 32768
 MIN_PREFIX_TOKENS = 8  # below this a shared prefix is not worth its own pass
 PIPELINE_CHUNK = 32  # pairs encoded ahead (in a thread) while the GPU scores the previous chunk
+MEDIA_FIRST_CHUNK = 4  # with images or videos the chunks ramp up 4, 8, 16, ...: the GPU starts sooner
+COMPILE_WAIT_S = 600.0  # a version loaded while the shared kernels compile waits for them (at most this)
 
 
 def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int) -> list[list[int]]:
@@ -60,6 +63,7 @@ class QwenScorer:
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_length: int = MAX_LENGTH,
+        kernels: SharedKernels | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -73,7 +77,7 @@ class QwenScorer:
         self._model = model
         self._inner = model.model
         self._input_device = self._inner.get_input_embeddings().weight.device
-        self._fast = _prefix_forward(model, self._direction, self._encoder)
+        self._fast = _prefix_forward(model, self._direction, self._encoder, kernels)
         self.load_phases: dict[str, float] = {}  # read / to_device seconds, set by the backend
         # On by default on CUDA; the CPU keeps the plain path (measured no faster there on a busy box).
         self.prefix_reuse = self._fast is not None and self._fast.device.type == "cuda"
@@ -99,12 +103,16 @@ class QwenScorer:
 
     def warm_up(self) -> None:
         """Run a small batch of the serving shape once (kernel selection, allocator, cuBLAS handles),
-        and on CUDA start compiling the fused elementwise kernels in the background: the model is
-        ready now on eager kernels; the fused ones take over when built (see compiled)."""
+        and on CUDA have the shared compiled kernels built. The first version on a device is ready
+        now, on eager kernels, and the compiled ones take over when built (see compiled); a version
+        loaded while they compile waits for them, so that it never scores with other kernels than
+        the version it is compared with (a same-model golden check is exact only then)."""
         query = Content(text="warm-up query")
         self.score([Pair(query, Content(text="warm-up document " * 40)) for _ in range(4)])
         if self.prefix_reuse and self._fast is not None:
-            self.compiled = self._fast.compile_in_background()
+            self.compiled, started_here = self._fast.compile_in_background()
+            if not started_here:
+                self.compiled.wait(COMPILE_WAIT_S)
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
         """Relevance in [0, 1] per pair, in the order given.
@@ -159,7 +167,10 @@ class QwenScorer:
         sides: dict = {}
         pipelined = self._fast is not None and self._fast.device.type == "cuda"
         step = max(1, self.pipeline_chunk)
-        chunks = [range(start, min(start + step, len(pairs))) for start in range(0, len(pairs), step)]
+        first = step
+        if pipelined and any(p.document.images or p.document.videos for p in pairs[:step]):
+            first = min(step, MEDIA_FIRST_CHUNK)
+        chunks = chunk_ranges(len(pairs), first, step)
 
         def prepare(chunk: range) -> list[tuple[Any, Any, list[int], DocumentBatch]]:
             encoded = self._encoder.encode_all([pairs[i] for i in chunk], sides, first_index=chunk.start)
@@ -260,6 +271,17 @@ class QwenScorer:
             torch.cuda.empty_cache()
 
 
+def chunk_ranges(count: int, first: int, step: int) -> list[range]:
+    """Consecutive ranges over count items: sizes first, 2 x first, ... up to step, then step."""
+    chunks = []
+    start, size = 0, max(1, first)
+    while start < count:
+        chunks.append(range(start, min(start + size, count)))
+        start += size
+        size = min(step, size * 2)
+    return chunks
+
+
 def shared_prefix_length(items: Sequence[EncodedPair]) -> int:
     """Tokens every item starts with, before any document vision token and the last token."""
     limit = min(item.prefix_limit for item in items)
@@ -311,13 +333,15 @@ def _to_device(batch: DocumentBatch, device: torch.device) -> DocumentBatch:
     )
 
 
-def _prefix_forward(model: Any, direction: torch.Tensor, encoder: PairEncoder) -> PrefixForward | None:
+def _prefix_forward(model: Any, direction: torch.Tensor, encoder: PairEncoder,
+                    kernels: SharedKernels | None = None) -> PrefixForward | None:
     """The prefix-reusing path, when the whole model sits on one device and has the expected layout."""
     device_map = getattr(model, "hf_device_map", None)
     if device_map and len(set(device_map.values())) > 1:
         return None
     try:
-        return PrefixForward(model.model, direction, encoder.image_pad_id, encoder.video_pad_id, encoder.pad_id)
+        return PrefixForward(model.model, direction, encoder.image_pad_id, encoder.video_pad_id, encoder.pad_id,
+                             kernels)
     except (AttributeError, ImportError):
         return None
 
