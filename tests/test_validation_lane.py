@@ -234,3 +234,21 @@ def test_mini_isolated_scores_do_not_depend_on_what_its_caches_hold() -> None:
     runs = [{}, {}]
     for half in (chunk[:2], chunk[2:], chunk):
         assert busy.score_isolated(half, runs[0]) == fresh.score_isolated(half, runs[1])
+
+
+def test_golden_chunks_hold_at_most_one_image_or_video() -> None:
+    """A chunk cuts in ahead of waiting live batches, so media (slow to score) go one per chunk;
+    text pairs fill chunks of CHUNK_PAIRS; every pair once, in order."""
+    import numpy as np
+    from PIL import Image
+
+    from reranker.content import ImageItem
+    from reranker.service.golden import CHUNK_MEDIA
+
+    picture = ImageItem(Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)), "0" * 64)
+    documents = [Content(text=f"doc {d}", images=(picture,) if d in (3, 4, 9) else ()) for d in range(12)]
+    decoded = DecodedSet(queries=[Content(text="q")], documents=documents, grades=[[0] * 12], k=5)
+    chunks = decoded.chunks()
+    assert [p for chunk in chunks for p in chunk] == decoded.pairs()
+    assert all(len(c) <= CHUNK_PAIRS and sum(len(p.document.images) for p in c) <= CHUNK_MEDIA for c in chunks)
+    assert [len(c) for c in chunks] == [4, 5, 3]  # docs 0-3 | 4-8 | 9-11

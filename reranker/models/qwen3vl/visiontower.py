@@ -43,11 +43,6 @@ def block_weights(block: Any) -> BlockWeights:
             mlp.linear_fc2.weight, mlp.linear_fc2.bias)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 def patch_embed(patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, position: torch.Tensor
                 ) -> torch.Tensor:
     """uint8 patches (N, 1536) -> (x - 127.5) / 127.5 in float32, cast to the weights' dtype, the
@@ -56,18 +51,25 @@ def patch_embed(patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     return F.linear(pixels, weight, bias) + position
 
 
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """HF's x * cat(cos, cos) + rotate_half(x) * cat(sin, sin) in float32, written per half (the
+    same operations, so the same bits) with half-width tables: half the table reads, no concatenated
+    rotation."""
+    half = x.shape[-1] // 2
+    xf = x.float()
+    first, second = xf[..., :half], xf[..., half:]
+    return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1).to(x.dtype)
+
+
 def attention_inputs(hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, w: BlockWeights, heads: int,
                      eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """norm1, qkv, rotary embedding in float32 (HF apply_rotary_pos_emb_vision): q, k, v as
-    (N, heads, head_dim). cos, sin: (N, head_dim) float32."""
+    (N, heads, head_dim). cos, sin: (N, head_dim / 2) float32 (each half of HF's tables)."""
     tokens, dim = hidden.shape
     normed = F.layer_norm(hidden, (dim,), w[0], w[1], eps)
     q, k, v = F.linear(normed, w[2], w[3]).view(tokens, 3, heads, -1).unbind(1)
     c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-    qf, kf = q.float(), k.float()
-    q = (qf * c + _rotate_half(qf) * s).to(hidden.dtype)
-    k = (kf * c + _rotate_half(kf) * s).to(hidden.dtype)
-    return q, k, v
+    return _rotate(q, c, s), _rotate(k, c, s), v
 
 
 def block_finish(hidden: torch.Tensor, attended: torch.Tensor, w: BlockWeights, eps: float,
@@ -179,7 +181,8 @@ class VisionTower:
 
     def _tables(self, grids: Sequence[tuple[int, int, int]], device: torch.device
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Position embedding (model dtype) and rotary cos/sin (float32) for every patch, in merge order."""
+        """Position embedding (model dtype) and rotary cos/sin (float32, half width) for every patch,
+        in merge order."""
         parts = [self._grid_tables(h, w, device) for _, h, w in grids]
         repeats = [t for t, _, _ in grids]
 
@@ -204,8 +207,7 @@ class VisionTower:
         inv_freq = self._inv_freq.to(device=device, dtype=torch.float32)
         freqs = torch.cat([_merge_order(rows[..., None].float(), h, w) * inv_freq,
                            _merge_order(cols[..., None].float(), h, w) * inv_freq], dim=-1)
-        angles = torch.cat([freqs, freqs], dim=-1)
-        entry = (position.contiguous(), angles.cos(), angles.sin())
+        entry = (position.contiguous(), freqs.cos(), freqs.sin())  # HF's tables are these, twice over
         self._grids[key] = entry
         if len(self._grids) > GRID_CACHE:
             self._grids.popitem(last=False)
