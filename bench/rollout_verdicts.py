@@ -185,6 +185,19 @@ def one_rollout(service: RerankService, clients: Clients, scenario: str, folder:
     return Run(scenario, clients.users, outcome, elapsed, reason, dict(phases), failed, held)
 
 
+def golden_set(folder: Path, queries: int) -> Path:
+    """The example labelled set, or a copy of it with its first `queries` queries only."""
+    source = ROOT / "assets" / "examples"
+    if queries <= 0:
+        return source / "labelled_set.json"
+    shutil.copytree(source, folder / "golden")
+    path = folder / "golden" / "labelled_set.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["queries"] = data["queries"][:queries]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
 def _phase_at(states: list[tuple[float, str]], at: float) -> str:
     phase = "before"
     for when, name in states:
@@ -254,6 +267,9 @@ def main() -> None:
     parser.add_argument("--steady-seconds", type=float, default=5.0)
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--golden-queries", type=int, default=0,
+                        help="validate on the example set's first N queries only (0: all; the GPU's 2B scores "
+                             "the whole set at its 10%% background share in ~2 min)")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mini-v1",
                         help="the stable model (a checkpoint directory: identical scenarios only)")
     args = parser.parse_args()
@@ -271,7 +287,7 @@ def main() -> None:
         folder = Path(tmp)
         settings = Settings(model=str(model), data_dir=folder / "data",
                             models_dir=ROOT / "models", device=args.device, rollout_time_scale=args.time_scale,
-                            golden_set=ROOT / "assets" / "examples" / "labelled_set.json")
+                            golden_set=golden_set(folder, args.golden_queries))
         for users in [u for u in args.users.split(",") if u]:
             service = RerankService(settings.with_(data_dir=folder / f"data-{users}"), SystemClock(), "bench")
             service.start(wait=True)
@@ -282,8 +298,9 @@ def main() -> None:
                         run = one_rollout(service, clients, scenario, folder, args.plan, args.max_seconds,
                                           args.steady_seconds, model)
                         runs.append(run)
+                        p95s = " ".join(f"{phase} {p95_ms(run.phases.get(phase, []))}" for phase in PHASES)
                         print(f"[{users}] {scenario} run {n + 1}/{args.runs}: {run.outcome} in {run.seconds:.1f} s "
-                              f"{run.reason[:120]}", flush=True)
+                              f"{run.reason[:120]} | P95 ms: {p95s}", flush=True)
                         restore(service, args.max_seconds, model)
             finally:
                 clients.close()

@@ -252,3 +252,40 @@ def test_golden_chunks_hold_at_most_one_image_or_video() -> None:
     assert [p for chunk in chunks for p in chunk] == decoded.pairs()
     assert all(len(c) <= CHUNK_PAIRS and sum(len(p.document.images) for p in c) <= CHUNK_MEDIA for c in chunks)
     assert [len(c) for c in chunks] == [4, 5, 3]  # docs 0-3 | 4-8 | 9-11
+
+
+def test_cpu_gate_charges_chunks_that_start_right_after_live_batches() -> None:
+    """On the CPU a live batch rarely waits at the gate while live work keeps the cores busy: a
+    chunk that starts within recent_s of a live batch is charged, the next waits for the payback."""
+    clock = StepClock()
+    gate = DeviceGate(share=0.1, clock=clock, recent_s=0.25)
+    with gate.live():
+        clock.now += 1.0
+    with gate.background():  # no live batch waits, but one just ended
+        clock.now += 0.1
+    assert gate._debt == pytest.approx(0.1)  # noqa: SLF001
+    entered = threading.Event()
+
+    def chunk() -> None:
+        with gate.background():
+            entered.set()
+
+    waiter = threading.Thread(target=chunk)
+    waiter.start()
+    assert not entered.wait(0.6)  # unpaid debt, live traffic present (the clock stands still)
+    with gate.live():  # 1 s of live work pays 0.11 s of debt at 10%
+        clock.now += 1.0
+    assert entered.wait(5)
+    waiter.join(5)
+
+
+def test_cpu_gate_runs_background_free_once_live_traffic_has_stopped() -> None:
+    clock = StepClock()
+    gate = DeviceGate(share=0.1, clock=clock, recent_s=0.25)
+    with gate.live():
+        clock.now += 1.0
+    clock.now += 1.0  # no live batch for longer than recent_s
+    for _ in range(3):
+        with gate.background():
+            clock.now += 0.5
+    assert gate._debt == 0  # noqa: SLF001
