@@ -8,12 +8,6 @@ next chunk may cut in once the debt is paid (no credit is saved up, so chunks ne
 burst). Background work is never starved (live batches keep paying), and live traffic loses at
 most `share` of its throughput (issue 7: live P95 while validating within 1.25x of steady).
 
-On the CPU the device is also where live requests do the rest of their work (preparing inputs,
-batching, routing): a live batch rarely waits at the gate, yet the cores are busy. A CPU gate
-(`recent_s` > 0) therefore also charges a chunk that starts within `recent_s` of the end of a
-live batch, and makes it wait for its debt then; only a gate that has seen no live batch for
-`recent_s` lets background work run free.
-
 Live batches are served first come, first served (a ticket each). Without that, a busy
 version's batch thread releases the gate and takes it straight back before a waiting thread
 wakes, so a second version on the same device (a candidate warming up) could wait for ever.
@@ -26,21 +20,15 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 BACKGROUND_SHARE = 0.1
-CPU_RECENT_S = 0.25  # a CPU gate counts live traffic as present for this long after a live batch ends
 PAID = 1e-9  # seconds: a debt this small is paid (float rounding)
 
 
 class DeviceGate:
-    def __init__(self, share: float = BACKGROUND_SHARE, clock: Callable[[], float] = time.monotonic,
-                 recent_s: float = 0.0) -> None:
+    def __init__(self, share: float = BACKGROUND_SHARE, clock: Callable[[], float] = time.monotonic) -> None:
         if not 0 < share < 1:
             raise ValueError(f"share must be in (0, 1), got {share}")
-        if recent_s < 0:
-            raise ValueError(f"recent_s must be >= 0, got {recent_s}")
         self._earn = share / (1 - share)
         self._clock = clock
-        self._recent_s = recent_s
-        self._last_live_end = float("-inf")
         self._cond = threading.Condition()
         self._busy = False
         self._live_waiting = 0
@@ -75,9 +63,7 @@ class DeviceGate:
             yield
         finally:
             with self._cond:
-                ended = self._clock()
-                self._debt = max(0.0, self._debt - (ended - started) * self._earn)
-                self._last_live_end = ended
+                self._debt = max(0.0, self._debt - (self._clock() - started) * self._earn)
             self._release()
 
     @contextmanager
@@ -90,13 +76,11 @@ class DeviceGate:
         with self._cond:
             self._background_waiting += 1
             try:
-                # a CPU gate wakes every recent_s as well: live traffic that stopped ages out
-                while self._busy or (self._live_present() and not self._paid()):
-                    self._cond.wait(timeout=self._recent_s or None)
+                self._cond.wait_for(lambda: not self._busy and (self._live_waiting == 0 or self._paid()))
             finally:
                 self._background_waiting -= 1
             self._busy = True
-            charged = self._live_present()  # free while no live traffic is present
+            charged = self._live_waiting > 0  # free while nobody waits
         started = self._clock()
         try:
             yield
@@ -105,10 +89,6 @@ class DeviceGate:
                 if charged:
                     self._debt += (self._clock() - started) * weight
             self._release()
-
-    def _live_present(self) -> bool:
-        """A live batch waits, or (CPU gate) one ended less than recent_s ago."""
-        return self._live_waiting > 0 or self._clock() - self._last_live_end < self._recent_s
 
     def _advance(self) -> None:
         self._serving_ticket += 1

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from reranker.clock import Clock
-from reranker.engine.devicegate import CPU_RECENT_S, DeviceGate
+from reranker.engine.devicegate import DeviceGate
 from reranker.engine.engine import Engine
 from reranker.errors import InsufficientMemory, ModelLoadError, RerankerError
 from reranker.models.loading import LoadResult, estimate_footprint, load_model
@@ -70,5 +70,4 @@ class EmbeddedEngines:
         """One gate per device: versions sharing it run their forward passes one at a time,
         live batches first (background work: golden-set chunks, paired replays)."""
         with self._lock:
-            recent = CPU_RECENT_S if device == "cpu" else 0.0
-            return self._device_gates.setdefault(device, DeviceGate(clock=self._clock.monotonic, recent_s=recent))
+            return self._device_gates.setdefault(device, DeviceGate(clock=self._clock.monotonic))

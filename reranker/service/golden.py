@@ -1,7 +1,6 @@
 """Scoring the labelled (golden) set on a loaded version, through its engine.
 
-Golden pairs run in fixed chunks (at most CHUNK_PAIRS pairs and CHUNK_MEDIA images or videos),
-each chunk one forward pass of its own at
+Golden pairs run in fixed chunks of CHUNK_PAIRS pairs, each chunk one forward pass of its own at
 background priority (Engine.score_isolated): never batched with live requests, never from the
 cache, and the same chunks on every version, so identical weights give identical scores (even in
 bf16, where a score depends on what else is in its batch) and live traffic waits at most one small
@@ -18,7 +17,6 @@ from reranker.evaluation import Decoders, LabelledSet, build_content, ndcg_at_k
 
 
 CHUNK_PAIRS = 8  # golden pairs per isolated forward pass (half a default live batch)
-CHUNK_MEDIA = 1  # images + videos per chunk: a chunk cuts in ahead of live batches, so it must stay short
 
 
 @dataclass(frozen=True)
@@ -44,22 +42,9 @@ class DecodedSet:
         """Every (query, document) pair, query by query, in a fixed order."""
         return [Pair(query, document) for query in self.queries for document in self.documents]
 
-    def chunks(self, size: int = CHUNK_PAIRS, media: int = CHUNK_MEDIA) -> list[list[Pair]]:
-        """The pairs in order, cut into chunks of at most `size` pairs and at most `media` images
-        and videos (a pair with more gets a chunk of its own). The same chunks on every version."""
-        chunks: list[list[Pair]] = []
-        current: list[Pair] = []
-        held = 0
-        for pair in self.pairs():
-            count = _media(pair)
-            if current and (len(current) == size or held + count > media):
-                chunks.append(current)
-                current, held = [], 0
-            current.append(pair)
-            held += count
-        if current:
-            chunks.append(current)
-        return chunks
+    def chunks(self, size: int = CHUNK_PAIRS) -> list[list[Pair]]:
+        pairs = self.pairs()
+        return [pairs[i:i + size] for i in range(0, len(pairs), size)]
 
     def scores(self, registry: Registry[ScoringEngine], version: str) -> list[list[float]]:
         """Each query's scores over every document, on `version`."""
@@ -100,7 +85,3 @@ def score_isolated(engine: ScoringEngine, pairs: list[Pair], session: dict, shar
         scores.extend(engine.score(pairs[i].query, [p.document for p in pairs[i:j]], pairs[i].instruction))
         i = j
     return scores, time.monotonic() - started
-
-
-def _media(pair: Pair) -> int:
-    return sum(len(side.images) + len(side.videos) for side in (pair.query, pair.document))
