@@ -16,9 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from reranker.content import ImageItem, VideoItem  # noqa: E402
 from reranker.models.qwen3vl.fastpath import _visual_features, compiled_ops  # noqa: E402
-from reranker.models.qwen3vl.vision import prepare_image, prepare_video  # noqa: E402
+from reranker.models.qwen3vl.vision import patchify_stills, prepare_image, prepare_video  # noqa: E402
 from reranker.models.qwen3vl.visiontower import (  # noqa: E402
-    VisionOps, VisionTower, _runs, device_patches, patchify_stills, stacked_visuals,
+    VisionOps, VisionTower, _runs, device_patches, stacked_visuals,
 )
 
 

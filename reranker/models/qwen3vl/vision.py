@@ -161,14 +161,21 @@ def patchify(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
 
 def patchify_still(frame: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
     """patchify() of one H x W x 3 frame repeated twice, without copying the repeat beforehand."""
-    height, width, channels = frame.shape
+    height, width = frame.shape[:2]
+    patches = patchify_stills(torch.from_numpy(np.require(frame, requirements=("C", "W")))[None])
+    return patches.numpy(), (1, height // PATCH_SIZE, width // PATCH_SIZE)
+
+
+def patchify_stills(frames: torch.Tensor) -> torch.Tensor:
+    """(n, H, W, 3) uint8 -> (n * H/16 * W/16, 1536): each frame repeated over the temporal patch and
+    cut as patchify() does, on whatever device the frames are (the GPU path cuts them there)."""
+    n, height, width, channels = frames.shape
     grid_h, grid_w = height // PATCH_SIZE, width // PATCH_SIZE
-    patches = frame.reshape(
-        grid_h // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, grid_w // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, channels
-    )
-    patches = patches.transpose(0, 3, 1, 4, 6, 2, 5)[:, :, :, :, :, None]
-    patches = np.broadcast_to(patches, (*patches.shape[:5], TEMPORAL_PATCH, PATCH_SIZE, PATCH_SIZE))
-    return np.ascontiguousarray(patches).reshape(grid_h * grid_w, PATCH_DIM), (1, grid_h, grid_w)
+    patches = frames.reshape(n, grid_h // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, grid_w // MERGE_SIZE, MERGE_SIZE,
+                             PATCH_SIZE, channels)
+    patches = patches.permute(0, 1, 4, 2, 5, 7, 3, 6)[:, :, :, :, :, :, None]
+    patches = patches.expand(*patches.shape[:6], TEMPORAL_PATCH, PATCH_SIZE, PATCH_SIZE)
+    return patches.reshape(n * grid_h * grid_w, PATCH_DIM)
 
 
 def prepare_image(item: ImageItem) -> VisualInput:

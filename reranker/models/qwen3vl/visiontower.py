@@ -28,7 +28,9 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from reranker.models.qwen3vl.vision import MERGE_SIZE, PATCH_DIM, PATCH_SIZE, TEMPORAL_PATCH, VisualInput
+from reranker.models.qwen3vl.vision import (
+    MERGE_SIZE, PATCH_DIM, PATCH_SIZE, TEMPORAL_PATCH, VisualInput, patchify_stills,
+)
 
 # A vision block's weights, in this order: norm1 weight, bias, qkv weight, bias, proj weight, bias,
 # norm2 weight, bias, fc1 weight, bias, fc2 weight, bias.
@@ -261,8 +263,8 @@ def stacked_visuals(visuals: Sequence[VisualInput], pin: bool) -> torch.Tensor |
 
 def device_patches(flat: torch.Tensor, visuals: Sequence[VisualInput]) -> torch.Tensor:
     """stacked_visuals() on the device -> uint8 patches (sum t*h*w, 1536) in HF order: a still's
-    frame is cut into 16x16 patches and repeated over the temporal patch, here (pure data movement,
-    the same bytes as vision.patchify_still). Consecutive stills of one size are cut in one call."""
+    frame is cut into 16x16 patches and repeated over the temporal patch, here (vision.patchify_stills:
+    pure data movement, the same bytes as the CPU path). Consecutive stills of one size are cut in one call."""
     pieces: list[torch.Tensor] = []
     offset = 0
     index = 0
@@ -284,14 +286,3 @@ def device_patches(flat: torch.Tensor, visuals: Sequence[VisualInput]) -> torch.
         offset += size
         index = end
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-
-
-def patchify_stills(frames: torch.Tensor) -> torch.Tensor:
-    """(n, H, W, 3) uint8 -> (n * H/16 * W/16, 1536): vision.patchify_still of each frame, in torch."""
-    n, height, width, channels = frames.shape
-    grid_h, grid_w = height // PATCH_SIZE, width // PATCH_SIZE
-    patches = frames.reshape(n, grid_h // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, grid_w // MERGE_SIZE, MERGE_SIZE,
-                             PATCH_SIZE, channels)
-    patches = patches.permute(0, 1, 4, 2, 5, 7, 3, 6)[:, :, :, :, :, :, None]
-    patches = patches.expand(*patches.shape[:6], TEMPORAL_PATCH, PATCH_SIZE, PATCH_SIZE)
-    return patches.reshape(n * grid_h * grid_w, PATCH_DIM)
