@@ -139,6 +139,7 @@ def image_profile(scorer, log, top: int) -> None:
     """16 image documents: wall per batch size, vision tower vs language model, top kernels."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
+    busy_fraction(scorer, qwen_gpu.image_pairs(), log)
     pairs = qwen_gpu.image_pairs()[:16]
     for batch in (8, 16):
         scorer.max_batch_size = batch
@@ -175,6 +176,40 @@ def image_profile(scorer, log, top: int) -> None:
             scorer.score(pairs)
         torch.cuda.synchronize()
     log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=top, max_name_column_width=60))
+
+
+def busy_fraction(scorer, pairs, log) -> None:
+    """score(pairs) at batch 16 under a CUDA-only profiler: wall time against the union of kernel
+    intervals (how long the GPU sat idle between kernels), and the longest idle gaps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    scorer.max_batch_size = 16
+    timed(lambda: scorer.score(pairs), 2)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        started = time.perf_counter()
+        scorer.score(pairs)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - started
+    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
+                   if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start)
+    if not spans:
+        log("busy fraction: no kernel events")
+        return
+    busy, gaps, end = 0.0, [], spans[0][0]
+    start = spans[0][0]
+    for a, b in spans:
+        if a > end:
+            gaps.append((a - end, end - spans[0][0]))
+            busy += end - start
+            start = a
+        end = max(end, b)
+    busy += end - start
+    span = spans[-1][1] - spans[0][0]
+    gaps.sort(reverse=True)
+    log(f"images x{len(pairs)}: wall {wall * 1e3:.1f} ms, first-to-last kernel {span / 1e3:.1f} ms, "
+        f"GPU busy {busy / 1e3:.1f} ms ({busy / span:.1%} of the kernel span); idle gaps > 0.1 ms: "
+        f"{sum(g for g, _ in gaps if g > 100) / 1e3:.1f} ms in {sum(1 for g, _ in gaps if g > 100)}; longest (ms @ ms): "
+        + ", ".join(f"{g / 1e3:.1f}@{at / 1e3:.0f}" for g, at in gaps[:8]))
 
 
 def attention_bench(fast, batch, prefix, log) -> None:

@@ -151,9 +151,13 @@ def one_rollout(service: RerankService, clients: Clients, scenario: str, folder:
     service.submit_update(model_dir(folder, scenario, model), plan=plan, mode=SCENARIOS[scenario][1], actor="bench")
     status = service.status()
     held = False
+    shown = started
     while status.state not in TERMINAL and time.monotonic() - started < max_seconds:
         time.sleep(0.1)
         status = service.status()
+        if time.monotonic() - shown >= 15:  # a long run says where it is
+            shown = time.monotonic()
+            print(f"    {shown - started:5.0f} s: {status.state}: {status.banner[:140]}", flush=True)
         held = held or bool(status.holding)
         phase = {"loading": "loading", "validating": "validating"}.get(status.state, "rolling out")
         states.append((time.monotonic(), phase))

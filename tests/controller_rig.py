@@ -46,12 +46,16 @@ class FakeValidator:
     results: Sequence[GateResult] | None = None
     started: list = field(default_factory=list)
     cancelled: bool = False
+    progress: tuple[int, int] = (0, 0)
 
     def start_validation(self, stable_id: str, candidate_id: str, mode: Mode) -> None:
         self.started.append((stable_id, candidate_id, mode))
 
     def poll_validation(self) -> Sequence[GateResult] | None:
         return self.results
+
+    def validation_progress(self) -> tuple[int, int]:
+        return self.progress
 
     def cancel_validation(self) -> None:
         self.cancelled = True

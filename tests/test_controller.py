@@ -328,3 +328,13 @@ def test_replace_is_refused_while_a_rollout_is_in_flight(rig: Rig) -> None:
     rig.to_traffic()
     with pytest.raises(Conflict, match="already rolling_out"):
         rig.ctl.begin_replace("models/mini-v3", "bob")
+
+
+def test_validation_progress_reaches_the_snapshot(rig: Rig) -> None:
+    rig.validator.results = None
+    rig.ctl.start("models/mini-v2", DEFAULT_PLAN, Mode.SAME_MODEL, "alice")
+    rig.loader.status = LoadStatus(LoadPhase.DONE, 1.0, CAND)
+    assert rig.ctl.tick().state is S.VALIDATING
+    rig.validator.progress = (48, 1116)
+    snap = rig.ctl.tick()
+    assert (snap.state, snap.validation_progress) == (S.VALIDATING, (48, 1116))

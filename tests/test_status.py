@@ -40,6 +40,15 @@ def test_loading_and_validating_are_yellow() -> None:
     assert checking.banner == "Model upgrade: checking mini-v2 on the golden set — answers still come from mini-v1"
 
 
+def test_validating_counts_the_golden_pairs_scored() -> None:
+    run = RunState(path="models/mini-v2", plan=DEFAULT_PLAN, mode=Mode.SAME_MODEL, actor="alice", started_at=NOW)
+    run.candidate_id, run.validation_progress = "mini-v2", (412, 1116)
+    snapshot = build_snapshot(NOW, S.VALIDATING, "mini-v1", run, (), None, "")
+    assert derive_status(snapshot, True).banner == (
+        "Model upgrade: checking mini-v2 on the golden set (412/1,116 pairs scored) — answers still come from mini-v1")
+    assert snapshot.to_dict()["validation_progress"] == [412, 1116]
+
+
 def test_rolling_out_shows_stage_k_of_n() -> None:
     status = derive_status(snap(S.ROLLING_OUT, stage=1, in_stage=45.0, share=27.5), True)
     assert status.light is Light.YELLOW

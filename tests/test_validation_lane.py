@@ -72,13 +72,16 @@ def test_same_weights_give_identical_golden_scores_while_live_traffic_runs() -> 
     for thread in threads:
         thread.start()
     try:
-        stable, candidate = golden().paired_scores(registry, ("v1", "v1~2"))
+        progress: list[tuple[int, int]] = []
+        stable, candidate = golden().paired_scores(registry, ("v1", "v1~2"), lambda *p: progress.append(p))
     finally:
         stop.set()
         for thread in threads:
             thread.join(5)
     deltas = [abs(a - b) for row_a, row_b in zip(stable, candidate) for a, b in zip(row_a, row_b)]
     assert len(deltas) == 15 and max(deltas) == 0.0
+    assert progress[0] == (0, 30) and progress[-1] == (30, 30)  # every pair, both versions, counted
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
     for batch in models["v1"].batches:  # golden pairs never shared a batch with live pairs
         kinds = {text.startswith("golden") for text in batch}
         assert len(kinds) == 1, batch

@@ -279,6 +279,7 @@ class RolloutController:
         return True
 
     def _poll_validation(self, now: float, run: RunState) -> bool:
+        run.validation_progress = self._validator.validation_progress()
         results = self._validator.poll_validation()
         if results is None:
             return False

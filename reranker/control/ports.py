@@ -45,6 +45,10 @@ class GoldenValidator(Protocol):
     def poll_validation(self) -> Sequence[GateResult] | None:
         """The gate results once finished, None while running; raises if the run itself broke."""
 
+    def validation_progress(self) -> tuple[int, int]:
+        """(golden pairs scored, pairs to score) of the current run, all versions counted;
+        (0, 0) while the total is not known yet."""
+
     def cancel_validation(self) -> None: ...
 
 

@@ -24,6 +24,7 @@ class RunState:
     candidate_id: str | None = None
     retiring_id: str | None = None
     load_progress: float = 0.0
+    validation_progress: tuple[int, int] = (0, 0)  # golden pairs scored, pairs to score
     baseline_rss: int = 0
     stage_index: int = 0
     stage_started_at: float | None = None
@@ -66,6 +67,7 @@ class ControllerSnapshot:
     seconds_in_stage: float
     share: float  # candidate traffic percent now
     load_progress: float
+    validation_progress: tuple[int, int]  # golden pairs scored, pairs to score ((0, 0): not known yet)
     gates: tuple[GateResult, ...]
     events: tuple[Event, ...]
     last_outcome: str | None  # promoted | rolled_back | failed | cancelled | interrupted
@@ -91,6 +93,7 @@ class ControllerSnapshot:
             "seconds_in_stage": self.seconds_in_stage,
             "share": self.share,
             "load_progress": self.load_progress,
+            "validation_progress": list(self.validation_progress),
             "gates": [g.to_dict() for g in self.gates],
             "events": [e.to_dict() for e in self.events],
             "last_outcome": self.last_outcome,
@@ -126,6 +129,7 @@ def build_snapshot(
         seconds_in_stage=run.seconds_in_stage(now) if run and run.stage_started_at is not None else 0.0,
         share=run.share if run else 0.0,
         load_progress=run.load_progress if run else 0.0,
+        validation_progress=run.validation_progress if run else (0, 0),
         gates=tuple(run.gates.values()) if run else (),
         events=events,
         last_outcome=last_outcome,

@@ -128,7 +128,9 @@ def _banner(snap: ControllerSnapshot, progress: Progress | None) -> str:
     if state is S.LOADING:
         return f"Model upgrade: loading {name} ({snap.load_progress:.0%})"
     if state is S.VALIDATING:
-        return f"Model upgrade: checking {name} on the golden set — answers still come from {snap.stable_id}"
+        done, total = snap.validation_progress
+        counted = f" ({done:,}/{total:,} pairs scored)" if total else ""
+        return f"Model upgrade: checking {name} on the golden set{counted} — answers still come from {snap.stable_id}"
     if state is S.REPLACING:
         return (f"Model upgrade in place: unloading {snap.stable_id} and loading {name} — "
                 "new requests wait until it serves")

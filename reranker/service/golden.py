@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from reranker.content import Content, Pair
 from reranker.control.registry import Registry
@@ -50,15 +51,23 @@ class DecodedSet:
         """Each query's scores over every document, on `version`."""
         return self.paired_scores(registry, (version,))[0]
 
-    def paired_scores(self, registry: Registry[ScoringEngine], versions: tuple[str, ...]) -> list[list[list[float]]]:
+    def paired_scores(self, registry: Registry[ScoringEngine], versions: tuple[str, ...],
+                      progress: Callable[[int, int], None] | None = None) -> list[list[list[float]]]:
         """The same chunks on each version in turn (chunk 1 on each, then chunk 2, ...): per
-        version, each query's scores over every document."""
+        version, each query's scores over every document. `progress(done, total)` is told the
+        pairs scored so far, every version counted, after each chunk."""
         flat: list[list[float]] = [[] for _ in versions]
         sessions: list[dict] = [{} for _ in versions]  # each version's run starts from nothing
+        total, done = len(self.queries) * len(self.documents) * len(versions), 0
+        if progress is not None:
+            progress(done, total)
         for chunk in self.chunks():
             for i, version in enumerate(versions):
                 with registry.acquire(version) as engine:
                     flat[i].extend(score_isolated(engine, chunk, sessions[i])[0])
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
         n = len(self.documents)
         return [[row[q * n:(q + 1) * n] for q in range(len(self.queries))] for row in flat]
 

@@ -72,9 +72,10 @@ class GoldenSetValidator:
         self._results: list[GateResult] | None = None
         self._error: Exception | None = None
         self._done = threading.Event()
+        self._progress = (0, 0)
 
     def start_validation(self, stable_id: str, candidate_id: str, mode: Mode) -> None:
-        self._results, self._error = None, None
+        self._results, self._error, self._progress = None, None, (0, 0)
         self._done.clear()
         threading.Thread(target=self._run, args=(stable_id, candidate_id, mode),
                          name="golden-set", daemon=True).start()
@@ -86,13 +87,19 @@ class GoldenSetValidator:
             raise self._error
         return self._results
 
+    def validation_progress(self) -> tuple[int, int]:
+        return self._progress
+
     def cancel_validation(self) -> None:
         """The run is short and read-only; its result is simply ignored."""
+
+    def _count(self, done: int, total: int) -> None:
+        self._progress = (done, total)  # one tuple: readers see a consistent pair
 
     def _run(self, stable_id: str, candidate_id: str, mode: Mode) -> None:
         try:
             golden = DecodedSet.build(*self._golden())
-            stable, candidate = golden.paired_scores(self._registry, (stable_id, candidate_id))
+            stable, candidate = golden.paired_scores(self._registry, (stable_id, candidate_id), self._count)
             if mode is Mode.SAME_MODEL:
                 flat_s = [s for row in stable for s in row]
                 flat_c = [s for row in candidate for s in row]
