@@ -153,3 +153,20 @@ def test_compiled_layers_equal_the_eager_layers(scorer):
     compiled = ops.document_layer(hidden, cos, sin, weights, past_key, past_value, mask, *constants)
     assert torch.allclose(compiled, eager, atol=1e-5)
 
+
+
+def test_prepared_pairs_score_as_score_does(scorer):
+    """prepare() (CPU work, taken outside the device gate by the isolated lane) then score_prepared()
+    gives score()'s numbers exactly: the same batches, the same passes."""
+    items = pairs()
+    prepared = scorer.prepare(items)
+    assert prepared is not None and prepared.count == len(items)
+    assert scorer.score_prepared(prepared) == scorer.score(items)
+
+
+def test_prepare_defers_to_score_without_prefix_reuse(tiny_qwen_dir):
+    plain = BACKEND.load(tiny_qwen_dir, Placement(device="cpu", dtype="float32"), "tiny-plain")
+    try:
+        assert plain.prepare(pairs()[:2]) is None  # the engine then calls score() inside the gate
+    finally:
+        plain.close()

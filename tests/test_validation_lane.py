@@ -237,3 +237,53 @@ def test_mini_isolated_scores_do_not_depend_on_what_its_caches_hold() -> None:
     runs = [{}, {}]
     for half in (chunk[:2], chunk[2:], chunk):
         assert busy.score_isolated(half, runs[0]) == fresh.score_isolated(half, runs[1])
+
+
+class Preparing(BatchSensitive):
+    """A model with a CPU part (prepare) and a device part (score_prepared), like Qwen3-VL's."""
+
+    def __init__(self, version: str, gate: DeviceGate) -> None:
+        super().__init__(version, delay_s=0.0)
+        self.gate = gate
+        self.prepared_while_busy: list[bool] = []
+
+    def prepare(self, pairs: Sequence[Pair]) -> list[Pair]:
+        self.prepared_while_busy.append(self.gate._busy)  # noqa: SLF001
+        return list(pairs)
+
+    def score_prepared(self, prepared: list[Pair]) -> list[float]:
+        assert self.gate._busy  # noqa: SLF001  the device pass holds the gate
+        return self.score(prepared)
+
+
+def test_isolated_work_is_prepared_outside_the_device_gate() -> None:
+    """On a busy GPU host the CPU part of a golden chunk (prompts, media) took seconds under request
+    threads; inside the gate it was charged as device time and validation crawled (4 pairs/s)."""
+    gate = DeviceGate()
+    model = Preparing("v1", gate)
+    engine = Engine(model, EngineSettings(batch_wait_ms=0), SystemClock(), gate)
+    pairs = [Pair(Content(text="q"), Content(text=f"golden {i}")) for i in range(3)]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gate.live():
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(engine.score_isolated(pairs)))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not model.prepared_while_busy and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert model.prepared_while_busy == [True]  # prepared while the device was held by a live batch
+    assert model.batches == []  # ... but not scored until it was free
+    release.set()
+    holder.join(5)
+    worker.join(5)
+    scores, seconds = result[0]
+    assert len(scores) == 3 and model.batches == [[f"golden {i}" for i in range(3)]] and seconds >= 0.0
+    engine.close()

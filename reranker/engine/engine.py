@@ -145,18 +145,34 @@ class Engine:
         Never mixed with live requests and never read from or written to the cache, so two
         versions given the same pairs run the same batch (composition, padding, dtype path).
         `session` (a dict the caller keeps for one isolated run) goes to a model's own
-        score_isolated(). Returns the scores and the model seconds of that pass."""
+        score_isolated(). A model with prepare()/score_prepared() (Qwen3-VL) does its CPU work
+        before taking the device gate, so background work holds the device only for its pass
+        (on a busy GPU host the CPU part, starved by request threads, took seconds). Returns the
+        scores and the model seconds of the whole (prepare included; the wait for the gate not)."""
         if self.state is EngineState.CLOSED:
             raise NotReady(f"engine for model {self._info.id} is closed; the pairs were not scored")
+        prepare = getattr(self._model, "prepare", None)
+        score_prepared = getattr(self._model, "score_prepared", None)
+        if score_prepared is None:
+            prepare = None
+        started = self._clock.monotonic()
+        try:  # a model's CPU work (prompts, tokens, media) outside the gate: the gate guards the device
+            prepared = prepare(list(pairs)) if prepare is not None else None
+        except Exception as exc:
+            raise self._batch_error(exc, len(pairs)) from exc
+        elapsed = self._clock.monotonic() - started
         with self._gate.background(share):
             started = self._clock.monotonic()
             try:
-                isolated = getattr(self._model, "score_isolated", None)
-                raw = isolated(list(pairs), session) if isolated is not None else self._model.score(list(pairs))
+                if prepared is not None and score_prepared is not None:
+                    raw = score_prepared(prepared)
+                else:
+                    isolated = getattr(self._model, "score_isolated", None)
+                    raw = isolated(list(pairs), session) if isolated is not None else self._model.score(list(pairs))
                 scores = [float(value) for value in raw]
             except Exception as exc:
                 raise self._batch_error(exc, len(pairs)) from exc
-            elapsed = self._clock.monotonic() - started
+            elapsed += self._clock.monotonic() - started
         if len(scores) != len(pairs):
             raise RerankerError(f"model returned {len(scores)} scores for {len(pairs)} pairs")
         if not all(math.isfinite(value) for value in scores):

@@ -343,8 +343,10 @@ def _visual_features(features: Any, visuals: Sequence[VisualInput], patches: tor
 
 def _deepstack(hidden: torch.Tensor, mask: torch.Tensor | None, deepstack: list[torch.Tensor] | None,
                index: int) -> torch.Tensor:
+    """hidden with deepstack[index] added at the visual positions (mask). The features are
+    scattered into a zero tensor and added everywhere (x + 0 is x: the values are those of
+    adding at the masked positions only): boolean indexing would wait for the GPU (nonzero)."""
     if deepstack is None or mask is None or index >= len(deepstack):
         return hidden
-    hidden = hidden.clone()
-    hidden[mask] = hidden[mask] + deepstack[index].to(hidden.dtype)
-    return hidden
+    addend = torch.zeros_like(hidden).masked_scatter(mask[..., None], deepstack[index].to(hidden.dtype))
+    return hidden + addend

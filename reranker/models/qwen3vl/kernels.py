@@ -3,11 +3,12 @@ torch.compile'd, and SharedKernels, which compiles them once per device for ever
 
 Sharing matters beyond compile time: two versions that score the same batch with the same
 kernels give the same bf16 scores, so a same-model golden check is exact only when candidate and
-stable run one kernel set. A version loaded while the kernels compile waits for them (warm-up);
-the first one serves on the eager kernels meanwhile (nothing is compared with it yet).
+stable run one kernel set. Every version waits for them in its warm-up, the first one included
+(QwenScorer.warm_up says why); the eager kernels serve only if compiling fails or takes too long.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -28,6 +29,8 @@ class Ops:
     document_layer: Callable[..., torch.Tensor] = document_layer
     vision: VisionOps = VisionOps()
 
+
+log = logging.getLogger(__name__)
 
 RECOMPILE_LIMIT = 64  # per function: (batch 1 | batch n) x dtypes x model sizes resident in one process
 
@@ -77,6 +80,7 @@ class SharedKernels:
                 self.ops = ops
             except Exception as exc:  # no compiler toolchain or an unsupported case: eager stays
                 self.failed = f"{type(exc).__name__}: {exc}"
+                log.warning("compiling the fast path's kernels failed; the eager kernels serve: %s", self.failed)
             finally:
                 self.done.set()
 

@@ -8,9 +8,11 @@ and the dot product and sigmoid run in float32.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,8 +33,9 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_BATCH_TOKENS = 32768
 MIN_PREFIX_TOKENS = 8  # below this a shared prefix is not worth its own pass
 PIPELINE_CHUNK = 32  # pairs encoded ahead (in a thread) while the GPU scores the previous chunk
+log = logging.getLogger(__name__)
 MEDIA_FIRST_CHUNK = 4  # with images or videos the chunks ramp up 4, 8, 16, ...: the GPU starts sooner
-COMPILE_WAIT_S = 600.0  # a version loaded while the shared kernels compile waits for them (at most this)
+COMPILE_WAIT_S = 600.0  # every version waits in warm-up for the shared kernels to compile (at most this)
 
 
 def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int) -> list[list[int]]:
@@ -47,6 +50,17 @@ def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: 
         else:
             batches.append([index])
     return batches
+
+
+BatchWork = tuple[Any, Any, list[int], DocumentBatch]  # prefix key, prefix inputs (or None), pair indices, batch
+
+
+@dataclass(frozen=True)
+class PreparedPairs:
+    """score()'s CPU work for some pairs (QwenScorer.prepare), ready for the device."""
+
+    count: int
+    work: tuple[BatchWork, ...]
 
 
 class QwenScorer:
@@ -103,16 +117,20 @@ class QwenScorer:
 
     def warm_up(self) -> None:
         """Run a small batch of the serving shape once (kernel selection, allocator, cuBLAS handles),
-        and on CUDA have the shared compiled kernels built. The first version on a device is ready
-        now, on eager kernels, and the compiled ones take over when built (see compiled); a version
-        loaded while they compile waits for them, so that it never scores with other kernels than
-        the version it is compared with (a same-model golden check is exact only then)."""
+        and on CUDA have the shared compiled kernels built, and wait for them (up to
+        COMPILE_WAIT_S; the eager kernels serve if it takes longer). Every version waits, the first
+        one on a device included: compiling in this process holds the interpreter for a minute,
+        and live requests served meanwhile waited seconds (P95 11 s at 16 clients on an H200), so
+        a version is ready only once it serves at its normal speed. A version never scores with
+        other kernels than the version it is compared with (a same-model golden check is exact
+        only then)."""
         query = Content(text="warm-up query")
         self.score([Pair(query, Content(text="warm-up document " * 40)) for _ in range(4)])
         if self.prefix_reuse and self._fast is not None:
-            self.compiled, started_here = self._fast.compile_in_background()
-            if not started_here:
-                self.compiled.wait(COMPILE_WAIT_S)
+            self.compiled, _ = self._fast.compile_in_background()
+            if not self.compiled.wait(COMPILE_WAIT_S):
+                log.warning("%s: the compiled kernels are not built after %d s; the eager ones serve until they are",
+                            self._info.id, COMPILE_WAIT_S)
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
         """Relevance in [0, 1] per pair, in the order given.
@@ -139,19 +157,50 @@ class QwenScorer:
                 scores[index] = value
         return scores
 
+    def prepare(self, pairs: Sequence[Pair]) -> PreparedPairs | None:
+        """The CPU part of score(pairs) (prompts, tokens, media preprocessing, planned batches,
+        pinned on CUDA), for score_prepared() to run on the device later: a caller that holds the
+        device for the pass alone (the engine's isolated lane) does this first, outside. The
+        batches are the ones score(pairs) runs. None where the model scores without prefix reuse
+        (score() then does everything)."""
+        if self._model is None:
+            raise NotReady(f"model {self._info.id!r} is closed")
+        if not (self.prefix_reuse and self._fast is not None):
+            return None
+        lengths = [0] * len(pairs)
+        work = [item for chunk in self._prepared(pairs, lengths, pipelined=False) for item in chunk]
+        return PreparedPairs(len(pairs), tuple(work))
+
+    def score_prepared(self, prepared: PreparedPairs) -> list[float]:
+        """The device part of score() for what prepare() returned: relevance per pair, in order."""
+        if self._model is None:
+            raise NotReady(f"model {self._info.id!r} is closed")
+        return self._run_prepared(prepared.count, [list(prepared.work)])
+
     def _score_with_prefix(self, pairs: Sequence[Pair]) -> list[float]:
+        lengths = [0] * len(pairs)
+        scores = self._run_prepared(len(pairs), self._prepared(pairs, lengths))
+        self._last_lengths = (tuple(id(p) for p in pairs), lengths)
+        return scores
+
+    @torch.inference_mode()
+    def _run_prepared(self, count: int, chunks: Iterable[list[BatchWork]]) -> list[float]:
+        """Prefix and document passes over planned batches; prefix inputs and batches move to the
+        device here, from pinned memory without blocking (a pageable copy would wait for the GPU)."""
         fast = self._fast
         assert fast is not None
         prefixes: dict[tuple[str, bytes], PrefixState | None] = {}
         outputs: list[tuple[list[int], torch.Tensor]] = []
-        lengths = [0] * len(pairs)
-        for work in self._prepared(pairs, lengths):
+        for work in chunks:
             for key, prefix_inputs, indices, batch in work:
                 if key not in prefixes:
-                    prefixes[key] = fast.prefix(*prefix_inputs) if prefix_inputs is not None else None
+                    prefixes[key] = None
+                    if prefix_inputs is not None:
+                        ids, positions, images, videos = prefix_inputs
+                        prefixes[key] = fast.prefix(ids.to(fast.device, non_blocking=True),
+                                                    positions.to(fast.device, non_blocking=True), images, videos)
                 outputs.append((indices, fast.documents(_to_device(batch, fast.device), prefixes[key])))
-        self._last_lengths = (tuple(id(p) for p in pairs), lengths)
-        scores = [0.0] * len(pairs)
+        scores = [0.0] * count
         if not outputs:
             return scores
         values = torch.sigmoid(torch.cat([logits for _, logits in outputs])).cpu().tolist()
@@ -160,19 +209,20 @@ class QwenScorer:
             scores[index] = value
         return scores
 
-    def _prepared(self, pairs: Sequence[Pair], lengths: list[int]
-                  ) -> Iterator[list[tuple[Any, Any, list[int], DocumentBatch]]]:
-        """Chunks of planned batches; on CUDA chunk k+1 is encoded in a thread during chunk k.
-        The token count of each pair goes into lengths."""
+    def _prepared(self, pairs: Sequence[Pair], lengths: list[int], pipelined: bool = True
+                  ) -> Iterator[list[BatchWork]]:
+        """Chunks of planned batches; on CUDA (unless pipelined is False) chunk k+1 is encoded in a
+        thread during chunk k. The token count of each pair goes into lengths."""
         sides: dict = {}
-        pipelined = self._fast is not None and self._fast.device.type == "cuda"
+        on_cuda = self._fast is not None and self._fast.device.type == "cuda"
+        pipelined = pipelined and on_cuda
         step = max(1, self.pipeline_chunk)
         first = step
-        if pipelined and any(p.document.images or p.document.videos for p in pairs[:step]):
+        if on_cuda and any(p.document.images or p.document.videos for p in pairs[:step]):
             first = min(step, MEDIA_FIRST_CHUNK)
         chunks = chunk_ranges(len(pairs), first, step)
 
-        def prepare(chunk: range) -> list[tuple[Any, Any, list[int], DocumentBatch]]:
+        def prepare(chunk: range) -> list[BatchWork]:
             encoded = self._encoder.encode_all([pairs[i] for i in chunk], sides, first_index=chunk.start)
             for index, item in zip(chunk, encoded):
                 lengths[index] = len(item)
@@ -190,8 +240,7 @@ class QwenScorer:
                 yield ready
             yield future.result()
 
-    def _plan_prefix_batches(self, indices: list[int], encoded: list[EncodedPair]
-                             ) -> list[tuple[Any, Any, list[int], DocumentBatch]]:
+    def _plan_prefix_batches(self, indices: list[int], encoded: list[EncodedPair]) -> list[BatchWork]:
         groups: dict[str, list[int]] = {}
         for position, item in enumerate(encoded):
             groups.setdefault(item.group, []).append(position)
@@ -207,9 +256,9 @@ class QwenScorer:
             prefix_inputs = None
             if length:
                 positions = mrope_positions(first, self._encoder.image_pad_id, self._encoder.video_pad_id)
-                prefix_inputs = (
-                    torch.from_numpy(prefix_ids[None]).to(self._input_device),
-                    torch.from_numpy(np.ascontiguousarray(positions[:, None, :length])).to(self._input_device),
+                prefix_inputs = (  # on the CPU (pinned on CUDA): _run_prepared moves them
+                    _pinned(torch.from_numpy(np.ascontiguousarray(prefix_ids[None]))),
+                    _pinned(torch.from_numpy(np.ascontiguousarray(positions[:, None, :length]))),
                     first.images[:first.query_images],
                     first.videos[:first.query_videos],
                 )
@@ -315,10 +364,14 @@ def document_batch(batch: Sequence[EncodedPair], prefix: int, encoder: PairEncod
         images.extend(item.images[item.query_images:] if shared else item.images)
         videos.extend(item.videos[item.query_videos:] if shared else item.videos)
     pin = torch.cuda.is_available()
-    if pin:
-        input_ids, position_ids, last = input_ids.pin_memory(), position_ids.pin_memory(), last.pin_memory()
+    input_ids, position_ids, last = _pinned(input_ids), _pinned(position_ids), _pinned(last)
     return DocumentBatch(input_ids, position_ids, last, tuple(images), tuple(videos),
                          stacked_visuals(images, pin), stacked_visuals(videos, pin))
+
+
+def _pinned(tensor: torch.Tensor) -> torch.Tensor:
+    """Page-locked where CUDA is present, so that a copy to the GPU does not wait for it."""
+    return tensor.pin_memory() if torch.cuda.is_available() else tensor
 
 
 def _to_device(batch: DocumentBatch, device: torch.device) -> DocumentBatch:
